@@ -1,0 +1,1 @@
+"""The HTTP API Totara calls (ASGI app factory, routes, auth middleware)."""

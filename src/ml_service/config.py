@@ -1,0 +1,190 @@
+"""Settings from ML_* environment variables: types, defaults, validation, one immutable object."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+REFERENCE_ALGORITHMS = ("hybrid", "partial", "mf")
+PROJECT_ALGORITHMS = ("als", "ease", "knn", "popular")
+ALGORITHMS = ("auto",) + REFERENCE_ALGORITHMS + PROJECT_ALGORITHMS
+APP_MODES = {"production": "Production", "development": "Development", "testing": "Testing"}
+SEEN_POLICIES = ("exclude", "demote")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable and what is allowed."""
+
+
+@dataclass(frozen=True)
+class BindAddress:
+    """One address the server listens on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service. Build it with `Settings.from_env()`; tests use `replace()`."""
+
+    totara_url: str = ""
+    totara_key: str = ""
+    models_dir: Path = Path("data/models")
+    logs_dir: Path = Path("data/logs")
+    retrain_freq_minutes: float = 1440.0
+    num_threads: int = 4
+    algorithm: str = "auto"
+    dev: bool = False
+    bind: tuple[BindAddress, ...] = (BindAddress("0.0.0.0", 5000),)
+    app_mode: str = "Production"
+    workers: int = 1
+    keep_versions: int = 5
+    # Downloads (spec §4.1): wait and retry count on 202, timeouts of each request.
+    download_retry_wait_s: float = 60.0
+    download_retries: int = 3
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    # Serving: how a user's positive items are treated (D3): removed, or demoted as the reference does.
+    seen_policy: str = "exclude"
+    max_n_items: int = 1000
+    # Training: wall-clock budget of the `auto` search per tenant, the random seed, identity features.
+    auto_time_budget_s: float = 600.0
+    seed: int = 42
+    identity_features: bool = False
+    min_users: int = 10
+    min_items: int = 10
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_totara: bool = True) -> "Settings":
+        """Read and validate every ML_* variable; raise ConfigError naming the first bad one."""
+        env = dict(os.environ if environ is None else environ)
+        get = lambda name: (env.get(name) or "").strip()  # noqa: E731
+        url = get("ML_TOTARA_URL")
+        key = env.get("ML_TOTARA_KEY") or ""
+        if require_totara:
+            if not url:
+                raise ConfigError("ML_TOTARA_URL is not set: give the base URL of your Totara site, e.g. https://learn.example.com")
+            if not key:
+                raise ConfigError("ML_TOTARA_KEY is not set: give the same secret as Totara's $CFG->ml_service_key")
+        if url and not re.match(r"(?i)^https?://", url):
+            raise ConfigError(f"ML_TOTARA_URL={url!r} is invalid: it must start with http:// or https://")
+        models_dir = Path(get("ML_MODELS_DIR") or "data/models")
+        logs_dir = Path(get("ML_LOGS_DIR") or "data/logs")
+        if models_dir.resolve() == logs_dir.resolve():
+            raise ConfigError(f"ML_MODELS_DIR and ML_LOGS_DIR are both {str(models_dir)!r}: they must be different folders")
+        algorithm = (get("ML_RECOMMENDATION_ALGORITHM") or "auto").lower()
+        if algorithm not in ALGORITHMS:
+            raise ConfigError(
+                f"ML_RECOMMENDATION_ALGORITHM={algorithm!r} is invalid: allowed values are {', '.join(ALGORITHMS)}"
+            )
+        flask_env = (get("FLASK_ENV") or "production").lower()
+        if flask_env not in APP_MODES:
+            raise ConfigError(f"FLASK_ENV={flask_env!r} is invalid: allowed values are production, development, testing")
+        dev = _parse_bool(env, "ML_DEV", False)
+        app_mode = "Development" if dev else APP_MODES[flask_env]
+        seen_policy = (get("ML_SEEN_POLICY") or "exclude").lower()
+        if seen_policy not in SEEN_POLICIES:
+            raise ConfigError(f"ML_SEEN_POLICY={seen_policy!r} is invalid: allowed values are exclude, demote")
+        return cls(
+            totara_url=url,
+            totara_key=key,
+            models_dir=models_dir,
+            logs_dir=logs_dir,
+            retrain_freq_minutes=_parse_number(env, "ML_RECOMMENDATION_RETRAIN_FREQ", 1440.0, minimum=0.01, kind=float),
+            num_threads=_parse_number(env, "ML_NUM_THREADS", 4, minimum=1, maximum=256, kind=int),
+            algorithm=algorithm,
+            dev=dev,
+            bind=parse_bind(get("ML_BIND") or ("127.0.0.1:5000" if os.name == "nt" else "*:5000")),
+            app_mode=app_mode,
+            workers=_parse_number(env, "ML_WORKERS", 1, minimum=1, maximum=64, kind=int),
+            keep_versions=_parse_number(env, "ML_KEEP_VERSIONS", 5, minimum=1, maximum=1000, kind=int),
+            download_retry_wait_s=_parse_number(env, "ML_DOWNLOAD_RETRY_WAIT", 60.0, minimum=0.0, kind=float),
+            download_retries=_parse_number(env, "ML_DOWNLOAD_RETRIES", 3, minimum=0, maximum=100, kind=int),
+            connect_timeout_s=_parse_number(env, "ML_CONNECT_TIMEOUT", 10.0, minimum=0.1, kind=float),
+            read_timeout_s=_parse_number(env, "ML_READ_TIMEOUT", 30.0, minimum=0.1, kind=float),
+            seen_policy=seen_policy,
+            auto_time_budget_s=_parse_number(env, "ML_AUTO_TIME_BUDGET", 600.0, minimum=1.0, kind=float),
+            seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
+            identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", False),
+        )
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def recommender_dir(self) -> Path:
+        """Where the model store keeps tenants' model versions."""
+        return self.models_dir / "recommender"
+
+    @property
+    def train_summary_log(self) -> Path:
+        return self.logs_dir / "train_summary.log"
+
+    @property
+    def training_jsonl(self) -> Path:
+        return self.logs_dir / "training.jsonl"
+
+    def ensure_dirs(self) -> None:
+        """Create the models and logs folders, with a clear error when that is impossible."""
+        for name, path in (("ML_MODELS_DIR", self.models_dir), ("ML_LOGS_DIR", self.logs_dir)):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"{name}={str(path)!r} cannot be created: {exc.strerror or exc}") from exc
+            if not os.access(path, os.W_OK):
+                raise ConfigError(f"{name}={str(path)!r} is not writable by this user")
+
+
+def parse_bind(value: str) -> tuple[BindAddress, ...]:
+    """Parse ML_BIND: one or more space-separated `host:port`, `*:port` or `[ipv6]:port` addresses."""
+    addresses: list[BindAddress] = []
+    for token in value.split():
+        match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^\s:\[\]]+):(\d+)", token)
+        if not match:
+            raise ConfigError(
+                f"ML_BIND={value!r} is invalid: {token!r} is not HOST:PORT "
+                "(allowed forms: *:5000, 0.0.0.0:5000, 127.0.0.1:5000, [::1]:5000, several separated by spaces)"
+            )
+        host = match.group(1) or match.group(3)
+        port = int(match.group(2) or match.group(4))
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"ML_BIND={value!r} is invalid: port {port} is outside 1-65535")
+        addresses.append(BindAddress("0.0.0.0" if host == "*" else host, port))
+    if not addresses:
+        raise ConfigError("ML_BIND is empty: give at least one HOST:PORT, e.g. *:5000")
+    return tuple(addresses)
+
+
+def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is invalid: use 1 or 0 (true/false, yes/no, on/off)")
+
+
+def _parse_number(env: Mapping[str, str], name: str, default, *, minimum=None, maximum=None, kind=int):  # type: ignore[no-untyped-def]
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is invalid: expected {what}") from None
+    if value != value or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name}={raw!r} is invalid: expected a value {bounds}")
+    return value

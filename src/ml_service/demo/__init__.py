@@ -1,0 +1,1 @@
+"""Bundled sample export, its generator and the Totara simulator."""

@@ -1,0 +1,1 @@
+"""Recommendation algorithms behind one model type (see base.py)."""

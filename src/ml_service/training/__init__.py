@@ -1,0 +1,1 @@
+"""Splitting, metrics, tuning and the per-tenant training pipeline."""

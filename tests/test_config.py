@@ -1,0 +1,65 @@
+"""Settings: defaults, validation messages naming the variable, ML_BIND forms."""
+
+from pathlib import Path
+
+import pytest
+
+from ml_service.config import BindAddress, ConfigError, Settings, parse_bind
+
+BASE = {"ML_TOTARA_URL": "https://totara.example", "ML_TOTARA_KEY": "k"}
+
+
+def test_defaults() -> None:
+    s = Settings.from_env(BASE)
+    assert s.models_dir == Path("data/models") and s.logs_dir == Path("data/logs")
+    assert s.retrain_freq_minutes == 1440 and s.num_threads == 4 and s.algorithm == "auto"
+    assert s.bind == (BindAddress("0.0.0.0", 5000),) and s.app_mode == "Production" and not s.dev
+
+
+@pytest.mark.parametrize("missing", ["ML_TOTARA_URL", "ML_TOTARA_KEY"])
+def test_required_variables_are_named(missing: str) -> None:
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "name,value,fragment",
+    [
+        ("ML_NUM_THREADS", "zero", "whole number"),
+        ("ML_NUM_THREADS", "0", "between 1 and 256"),
+        ("ML_RECOMMENDATION_RETRAIN_FREQ", "-5", "at least"),
+        ("ML_RECOMMENDATION_ALGORITHM", "magic", "allowed values"),
+        ("ML_BIND", "localhost", "HOST:PORT"),
+        ("ML_BIND", "*:70000", "outside 1-65535"),
+        ("ML_DEV", "maybe", "use 1 or 0"),
+        ("ML_TOTARA_URL", "ftp://x", "http:// or https://"),
+        ("FLASK_ENV", "staging", "production, development, testing"),
+    ],
+)
+def test_bad_values_name_variable_value_and_allowed(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, name: value})
+    assert name in str(err.value) and value in str(err.value) and fragment in str(err.value)
+
+
+def test_models_and_logs_dirs_must_differ(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be different"):
+        Settings.from_env({**BASE, "ML_MODELS_DIR": str(tmp_path), "ML_LOGS_DIR": str(tmp_path)})
+
+
+def test_bind_forms() -> None:
+    assert parse_bind("*:5000") == (BindAddress("0.0.0.0", 5000),)
+    assert parse_bind("127.0.0.1:5000 [::1]:5001") == (BindAddress("127.0.0.1", 5000), BindAddress("::1", 5001))
+    assert str(BindAddress("::1", 5001)) == "[::1]:5001"
+
+
+def test_dev_mode_and_flask_env() -> None:
+    assert Settings.from_env({**BASE, "ML_DEV": "1"}).app_mode == "Development"
+    assert Settings.from_env({**BASE, "FLASK_ENV": "TESTING"}).app_mode == "Testing"
+
+
+def test_ensure_dirs_creates(tmp_path: Path) -> None:
+    s = Settings.from_env({**BASE, "ML_MODELS_DIR": str(tmp_path / "m"), "ML_LOGS_DIR": str(tmp_path / "l")})
+    s.ensure_dirs()
+    assert (tmp_path / "m").is_dir() and (tmp_path / "l").is_dir()
