@@ -1,0 +1,1 @@
+"""Parsing, validation and feature building for Totara export files."""
