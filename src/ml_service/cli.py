@@ -1,0 +1,259 @@
+"""The `ml-service` command: serve | train | batch | demo | healthcheck | models | call | simulate-totara | generate-sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from ml_service.config import ALGORITHMS, ConfigError, Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Commands that parse their own arguments (legacy-compatible or pass-through).
+    if args and args[0] == "batch":
+        from ml_service.batch import batch_main
+
+        return batch_main(args[1:])
+    if args and args[0] == "generate-sample":
+        from ml_service.demo.generate import main as generate_main
+
+        return int(generate_main(args[1:]) or 0)
+    parser = _parser()
+    ns = parser.parse_args(args)
+    if not getattr(ns, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(ns.handler(ns))
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ml-service", description="Recommendation service for Totara.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the HTTP service in the foreground from the ML_* environment")
+    p.add_argument("--no-scheduler", action="store_true", help="serve only; another process trains")
+    p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser("train", help="fetch the export and train every tenant once")
+    p.add_argument("--source", help="Totara URL (http/https) or an export folder; default ML_TOTARA_URL")
+    p.add_argument("--tenant", action="append", help="train only this tenant (repeatable)")
+    p.add_argument("--algorithm", choices=ALGORITHMS, help="override ML_RECOMMENDATION_ALGORITHM")
+    p.add_argument("--force", action="store_true", help="use a folder even without its export_completed flag")
+    p.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(handler=_cmd_train)
+
+    sub.add_parser("batch", help="legacy Totara 13/14 batch: i2i_<t>.csv / i2u_<t>.csv (see `batch --help`)")
+    sub.add_parser("generate-sample", help="write a synthetic Totara export (see `generate-sample --help`)")
+
+    p = sub.add_parser("demo", help="run the service on the bundled sample export, no Totara needed")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workdir", type=Path, default=Path("data/demo"))
+    p.add_argument("--export-dir", type=Path, help="serve this export folder instead of the bundled sample")
+    p.add_argument("--no-serve", action="store_true", help="train, print the example calls and exit")
+    p.set_defaults(handler=_cmd_demo)
+
+    p = sub.add_parser("healthcheck", help="the report Totara's healthcheck.php prints, from this side")
+    p.add_argument("--url", help="service URL (default ML_SERVICE_URL or the first ML_BIND address)")
+    p.set_defaults(handler=_cmd_healthcheck)
+
+    p = sub.add_parser("models", help="list, show, roll back or prune published models")
+    p.add_argument("action", choices=("list", "show", "rollback", "prune"))
+    p.add_argument("tenant", nargs="?")
+    p.add_argument("version", nargs="?")
+    p.set_defaults(handler=_cmd_models)
+
+    p = sub.add_parser("call", help="sign and send a request to the service, e.g. call /user-items totara_user_id=2 ...")
+    p.add_argument("path")
+    p.add_argument("params", nargs="*", metavar="NAME=VALUE")
+    p.add_argument("--url", help="service URL (default ML_SERVICE_URL or the first ML_BIND address)")
+    p.set_defaults(handler=_cmd_call)
+
+    p = sub.add_parser("simulate-totara", help="serve an export folder exactly as Totara does")
+    p.add_argument("--export-dir", type=Path, required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--no-tenants", action="store_true", help="multitenancy off: tenants.csv answers 204")
+    p.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _cmd_serve(ns: argparse.Namespace) -> int:
+    from ml_service.server import serve
+
+    settings = Settings.from_env()
+    serve(settings, with_scheduler=not ns.no_scheduler)
+    return EXIT_OK
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from ml_service.logs import configure_logging
+    from ml_service.store import ModelStore
+    from ml_service.training.pipeline import run_training
+
+    source_arg = ns.source or ""
+    from_folder = bool(source_arg) and not source_arg.lower().startswith(("http://", "https://"))
+    settings = Settings.from_env(require_totara=not from_folder)
+    if source_arg and not from_folder:
+        settings = settings.with_(totara_url=source_arg)
+    settings.ensure_dirs()
+    configure_logging(settings.logs_dir, console=not ns.scheduled)
+    store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+    source = _make_source(settings, Path(source_arg) if from_folder else None, force=ns.force)
+    progress = _Progress(sys.stderr)
+    result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=progress)
+    progress.close()
+    if result.error:
+        print(f"Training failed: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(format_summary(result.tenants))
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:
+    if folder is not None:
+        from ml_service.source.folder import FolderSource
+
+        return FolderSource(folder, force=force)
+    from ml_service.source.totara_http import TotaraHttpSource
+
+    return TotaraHttpSource(settings, settings.models_dir / "staging")
+
+
+class _Progress:
+    """Progress of a training run: a bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.bar: Any = None
+
+    def __call__(self, event: str, details: dict[str, Any]) -> None:
+        if event == "tenant-start":
+            message = f"tenant {details['tenant']}: starting"
+        elif event == "stage":
+            message = f"tenant {details['tenant']}: {details['stage']}"
+        elif event == "tenant-done":
+            r = details["result"]
+            message = f"tenant {r.tenant}: {r.state} ({r.algorithm}) {r.msg}"
+        else:
+            return
+        if self.tty:
+            from tqdm import tqdm
+
+            if self.bar is None:
+                self.bar = tqdm(total=None, file=self.out, unit="step", bar_format="{desc} [{elapsed}]")
+            self.bar.set_description_str(message)
+            self.bar.update(1)
+        else:
+            print(message, file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def format_summary(results: list[Any]) -> str:
+    """The end-of-run table: tenant, users, items, interactions, algorithm, parameters, NDCG@10, seconds."""
+    header = ("tenant", "state", "users", "items", "interactions", "algorithm", "parameters", "NDCG@10", "seconds")
+    rows = [header]
+    for r in results:
+        model = r.model
+        params = ", ".join(f"{k}={v}" for k, v in sorted((model.params if model else {}).items()) if not isinstance(v, (dict, list)))
+        ndcg = (model.metrics or {}).get("ndcg@10") if model else None
+        seconds = sum(v for v in r.seconds.values() if isinstance(v, (int, float)))
+        rows.append((
+            r.tenant, r.state, str(r.sizes.get("users", "")), str(r.sizes.get("items", "")),
+            str(r.sizes.get("interactions", "")), r.algorithm, params[:60],
+            "" if ndcg is None else f"{ndcg:.4f}", f"{seconds:.1f}",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    failures = [f"tenant {r.tenant}: {r.msg}" for r in results if r.state == "failed"]
+    return "\n".join(lines + ([""] + failures if failures else []))
+
+
+def _service_url(explicit: str | None) -> str:
+    if explicit:
+        return explicit.rstrip("/")
+    if os.environ.get("ML_SERVICE_URL"):
+        return os.environ["ML_SERVICE_URL"].rstrip("/")
+    from ml_service.config import parse_bind
+
+    first = parse_bind(os.environ.get("ML_BIND") or "127.0.0.1:5000")[0]
+    host = "127.0.0.1" if first.host in ("0.0.0.0", "::") else first.host
+    return f"http://{'[' + host + ']' if ':' in host else host}:{first.port}"
+
+
+def _cmd_call(ns: argparse.Namespace) -> int:
+    import httpx
+
+    from ml_service.auth import signed_headers
+
+    key = os.environ.get("ML_TOTARA_KEY", "")
+    if not key:
+        raise ConfigError("ML_TOTARA_KEY is not set: `call` signs requests with it")
+    params: dict[str, str] = {}
+    for pair in ns.params:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            print(f"Parameter {pair!r} is not NAME=VALUE", file=sys.stderr)
+            return EXIT_USAGE
+        params[name] = value
+    url = _service_url(ns.url) + "/" + ns.path.lstrip("/")
+    headers = {**signed_headers(key), "User-Agent": "TotaraBot/1.0"}
+    try:
+        response = httpx.get(url, params=params, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        print(f"Cannot reach {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"HTTP {response.status_code}", file=sys.stderr)
+    try:
+        print(json.dumps(response.json(), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(response.text)
+    return EXIT_OK if response.status_code == 200 else EXIT_FAILED
+
+
+def _cmd_healthcheck(ns: argparse.Namespace) -> int:
+    from ml_service.healthcheck import healthcheck_report
+
+    return healthcheck_report(_service_url(ns.url), os.environ.get("ML_TOTARA_KEY", ""), sys.stdout)
+
+
+def _cmd_models(ns: argparse.Namespace) -> int:
+    from ml_service.store import ModelStore, models_command
+
+    settings = Settings.from_env(require_totara=False)
+    store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+    return models_command(store, ns.action, ns.tenant, ns.version, sys.stdout)
+
+
+def _cmd_simulate(ns: argparse.Namespace) -> int:
+    from ml_service.demo.simulator import serve_forever
+
+    serve_forever(ns.export_dir, ns.key, ns.host, ns.port, not ns.no_tenants)
+    return EXIT_OK
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from ml_service.demo.run import run_demo
+
+    return run_demo(port=ns.port, workdir=ns.workdir, export_dir=ns.export_dir, serve_after=not ns.no_serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Training logs: the reference train_summary.log (CSV, last 100 rows) and our JSONL training log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+SUMMARY_HEADER = ("TIMESTAMP", "ALGORITHM", "TENANT_ID", "MSG", "EPOCHS", "N_EMBEDDINGS", "SCORE")
+SUMMARY_MAX_ROWS = 100
+DOWNLOAD_FAILED_MSG = (
+    "The model training process failed as service was not successful in fetching the data from Totara instance"
+)
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One row of train_summary.log (spec §7)."""
+
+    timestamp: str
+    algorithm: str
+    tenant: str
+    msg: str
+    epochs: str = ""
+    n_embeddings: str = ""
+    score: str = ""
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return (self.timestamp, self.algorithm, self.tenant, self.msg, self.epochs, self.n_embeddings, self.score)
+
+
+def summary_timestamp(when: float | None = None) -> str:
+    """The reference's timestamp form, e.g. `20-Oct-2021 (16:18:30)`, in local time."""
+    return time.strftime("%d-%b-%Y (%H:%M:%S)", time.localtime(time.time() if when is None else when))
+
+
+def join_list(values: Iterable[Any]) -> str:
+    """A search list as the reference writes it: values joined with ', '."""
+    return ", ".join(str(v) for v in values)
+
+
+def append_summary(path: Path, rows: Iterable[SummaryRow]) -> None:
+    """Append rows, keep the last 100, rewrite atomically (a reader never sees half a file)."""
+    new_rows = [r.as_tuple() for r in rows]
+    if not new_rows:
+        return
+    with _lock:
+        existing: list[tuple[str, ...]] = []
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.reader(handle)
+                header = next(reader, None)
+                if header and tuple(header) == SUMMARY_HEADER:
+                    existing = [tuple(r) for r in reader if r]
+        kept = (existing + new_rows)[-SUMMARY_MAX_ROWS:]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(SUMMARY_HEADER)
+        writer.writerows(kept)
+        _atomic_write(path, buffer.getvalue())
+
+
+def read_summary(path: Path) -> list[dict[str, str]]:
+    """All rows of train_summary.log as dicts (empty when the file is missing or has another header)."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [dict(row) for row in csv.DictReader(handle)]
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON record (one line) to the training log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record, sort_keys=True, default=_json_default) + "\n"
+    with _lock, path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

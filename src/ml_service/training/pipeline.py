@@ -1,0 +1,224 @@
+"""Per tenant: load → features → tune → fit → evaluate → publish; and the whole run over a source's tenants."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ml_service.config import Settings
+from ml_service.data.tenant import DataError, TenantData
+from ml_service.models import registry
+from ml_service.models.base import TrainedModel
+from ml_service.source.base import ExportSnapshot, Source, SourceError, TenantFiles
+from ml_service.training.logs import (
+    DOWNLOAD_FAILED_MSG,
+    SummaryRow,
+    append_jsonl,
+    append_summary,
+    join_list,
+    summary_timestamp,
+)
+
+log = logging.getLogger("ml_service.training")
+
+SMALL_TENANT_MSG = (
+    "The number of users or items is too small to run the recommendation engine. Skipping tenant {tenant}"
+)
+Reporter = Callable[[str, dict[str, Any]], None]  # (event, details): "tenant-start", "stage", "tenant-done"
+
+
+@dataclass
+class TenantResult:
+    """What training one tenant produced: a model to publish (or None) and what to log."""
+
+    tenant: str
+    state: str  # "trained" | "fallback" (too little data: popular model) | "failed" (previous model kept)
+    msg: str  # "success", the reference's skip message, or what went wrong
+    algorithm: str
+    model: TrainedModel | None = None
+    version: str | None = None
+    sizes: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary_row(self, timestamp: str) -> SummaryRow:
+        search = (self.model.info.get("search") if self.model else None) or {}
+        ok = self.state == "trained"
+        return SummaryRow(
+            timestamp=timestamp,
+            algorithm=self.algorithm,
+            tenant=self.tenant,
+            msg=self.msg,
+            epochs=join_list(search.get("epochs", [])) if ok else "",
+            n_embeddings=join_list(search.get("components", [])) if ok else "",
+            score=join_list(f"{s:.4f}" for s in search.get("scores", [])) if ok else "",
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "tenant": self.tenant,
+            "state": self.state,
+            "msg": self.msg,
+            "algorithm": self.algorithm,
+            "version": self.version,
+            "sizes": self.sizes,
+            "seconds": self.seconds,
+            "params": model.params if model else {},
+            "metrics": model.metrics if model else {},
+            "auto": model.info.get("auto") if model else None,
+        }
+
+
+@dataclass
+class RunResult:
+    """One training run over all tenants of a snapshot."""
+
+    ok: bool  # False when nothing could be fetched or any tenant failed
+    tenants: list[TenantResult]
+    error: str = ""
+    seconds: float = 0.0
+
+
+def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None = None) -> TenantResult:
+    """Fit the model for one tenant's data: a pure function of the data and the settings."""
+    name = algorithm or settings.algorithm
+    sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
+    started = time.monotonic()
+    if data.n_users < settings.min_users or data.n_items < settings.min_items:
+        from ml_service.training.tune import fit_final
+
+        model = fit_final(registry.get("popular"), data, {}, settings.num_threads, settings.seed)
+        msg = SMALL_TENANT_MSG.format(tenant=data.tenant)
+        state, used = "fallback", "popular"
+    elif name == "auto":
+        from ml_service.training.auto import train_auto
+
+        result = train_auto(
+            data, threads=settings.num_threads, seed=settings.seed, budget_s=settings.auto_time_budget_s,
+            identity=settings.identity_features,
+        )
+        model, msg, state, used = result.model, "success", "trained", f"auto:{result.choice}"
+    else:
+        from ml_service.training.tune import fit_final, tune
+
+        chosen = registry.get(name)
+        deadline = time.monotonic() + settings.auto_time_budget_s
+        tuned = tune(
+            chosen, data, threads=settings.num_threads, seed=settings.seed, deadline=deadline,
+            identity=settings.identity_features,
+        )
+        model = fit_final(chosen, data, tuned.params, settings.num_threads, settings.seed)
+        model.metrics = dict(tuned.validation_metrics)
+        model.info.setdefault("search", getattr(tuned, "search", None) or {})
+        msg, state, used = "success", "trained", name
+    seconds = {"train": round(time.monotonic() - started, 3)}
+    model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict()})
+    model.info.setdefault("seconds", {}).update(seconds)
+    return TenantResult(data.tenant, state, msg, used, model, sizes=sizes, seconds=seconds)
+
+
+def run_training(
+    settings: Settings,
+    source: Source,
+    store: Any,
+    *,
+    tenants: list[str] | None = None,
+    algorithm: str | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Fetch, then for each tenant load → train → publish; log every tenant; a failing tenant keeps its old model."""
+    from ml_service.data.load import load_tenant
+
+    report = reporter or (lambda event, details: None)
+    run_started = time.monotonic()
+    name = algorithm or settings.algorithm
+    try:
+        snapshot = source.fetch()
+    except SourceError as exc:
+        log.error("training run failed: %s", exc)
+        _log_rows(settings, [SummaryRow(summary_timestamp(), name, "all", DOWNLOAD_FAILED_MSG)])
+        append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time()})
+        return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
+    results: list[TenantResult] = []
+    try:
+        wanted = [t for t in snapshot.tenants if tenants is None or t in tenants]
+        for tenant in wanted:
+            report("tenant-start", {"tenant": tenant})
+            result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report)
+            results.append(result)
+            _log_rows(settings, [result.summary_row(summary_timestamp())])
+            append_jsonl(settings.training_jsonl, {"event": "tenant", "at": time.time(), **result.as_record()})
+            report("tenant-done", {"result": result})
+    finally:
+        snapshot.cleanup()
+    _write_status(store, results)
+    seconds = time.monotonic() - run_started
+    ok = all(r.state != "failed" for r in results)
+    append_jsonl(
+        settings.training_jsonl,
+        {"event": "run", "ok": ok, "tenants": [r.tenant for r in results], "seconds": round(seconds, 3), "at": time.time()},
+    )
+    return RunResult(ok, results, seconds=seconds)
+
+
+def _train_one(
+    settings: Settings, snapshot: ExportSnapshot, tenant: str, name: str, store: Any,
+    load_tenant: Callable[[TenantFiles], TenantData], report: Reporter,
+) -> TenantResult:
+    if tenant in snapshot.failed:
+        return TenantResult(tenant, "failed", f"Download failed: {snapshot.failed[tenant]}", name)
+    seconds: dict[str, float] = {}
+    try:
+        report("stage", {"tenant": tenant, "stage": "load"})
+        started = time.monotonic()
+        files = snapshot.files(tenant)
+        data = load_tenant(files)
+        seconds["load"] = round(time.monotonic() - started, 3)
+        report("stage", {"tenant": tenant, "stage": "train"})
+        result = train_tenant(data, settings, algorithm=name)
+        assert result.model is not None
+        result.model.info["data_fingerprint"] = fingerprint(files)
+        report("stage", {"tenant": tenant, "stage": "publish"})
+        started = time.monotonic()
+        result.version = store.publish(tenant, result.model)
+        seconds["publish"] = round(time.monotonic() - started, 3)
+    except DataError as exc:
+        return TenantResult(tenant, "failed", f"Invalid export data: {exc}", name, seconds=seconds)
+    except Exception as exc:  # one tenant's crash must not stop the others; its old model keeps serving
+        log.exception("training tenant %s failed", tenant)
+        return TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name, seconds=seconds)
+    result.seconds = {**seconds, **result.seconds}
+    return result
+
+
+def fingerprint(files: TenantFiles) -> str:
+    """SHA-256 over the tenant's three export files (streamed), to tell which data a model was trained on."""
+    digest = hashlib.sha256()
+    for path in (files.user_interactions, files.user_data, files.item_data):
+        digest.update(path.name.encode())
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _log_rows(settings: Settings, rows: list[SummaryRow]) -> None:
+    try:
+        append_summary(settings.train_summary_log, rows)
+    except OSError as exc:  # a full disk must not lose the model that was just published
+        log.error("cannot write %s: %s", settings.train_summary_log, exc)
+
+
+def _write_status(store: Any, results: list[TenantResult]) -> None:
+    """Record each tenant's state; a failed tenant that already has a model keeps serving it."""
+    status: dict[str, dict[str, Any]] = {}
+    for r in results:
+        entry: dict[str, Any] = {"state": r.state, "msg": r.msg, "algorithm": r.algorithm, "at": time.time()}
+        if r.state == "failed" and store.current_version(r.tenant):
+            entry.update(state="serving-previous", last_error=r.msg)
+        status[r.tenant] = entry
+    store.write_status(status)
