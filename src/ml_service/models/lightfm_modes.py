@@ -1,0 +1,165 @@
+"""The reference modes hybrid / partial / mf (spec §6.1-6.4) on LightFM with WARP loss, exported as plain arrays.
+
+Early stopping: with ctx.evaluate, training runs one epoch at a time and keeps the best epoch's arrays.
+Reproducibility: LightFM's random_state is ctx.seed, so the same seed, data and params give the same model with
+num_threads=1; with more threads Hogwild updates race and results differ slightly between runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+from lightfm import LightFM
+
+from ml_service.data.features import FeatureSet, build_features, user_side_matrix
+from ml_service.data.tenant import Interactions, TenantData
+from ml_service.models.base import FACTORS, FitContext, TrainedModel
+from ml_service.models.popular import popularity_scores, positives_matrix, warm_items
+from ml_service.models.projection import project_cold_users
+from ml_service.models.registry import register
+
+MODES = ("hybrid", "partial", "mf")
+REFERENCE_ALPHA = 1e-3  # spec §6.3, partial and hybrid
+DEFAULT_SCHEDULE = "adagrad"  # measured against adadelta on the synthetic tenant (see candidates())
+DEFAULT_EPOCHS = 20  # when neither ctx.evaluate nor params["epochs"] says otherwise
+DEFAULT_MAX_EPOCHS = 50
+DEFAULT_PATIENCE = 3
+
+
+def cached_features(data: TenantData, mode: str, ctx: FitContext) -> FeatureSet:
+    """build_features(data, mode, identity=ctx.identity_features), memoised in ctx.features when it is a dict.
+
+    The cache is keyed by (mode, identity) so candidates of one tenant share one build; tune() passes a dict.
+    """
+    key = (mode, bool(ctx.identity_features))
+    cache = ctx.features
+    if isinstance(cache, dict):
+        if key not in cache:
+            cache[key] = build_features(data, mode, identity=ctx.identity_features)
+        return cache[key]
+    if isinstance(cache, FeatureSet):
+        return cache
+    return build_features(data, mode, identity=ctx.identity_features)
+
+
+class LightFMAlgorithm:
+    """One of the reference modes: which side features users and items have (spec §6.3)."""
+
+    def __init__(self, mode: str):
+        if mode not in MODES:
+            raise ValueError(f"unknown LightFM mode {mode!r}; expected one of {', '.join(MODES)}")
+        self.mode = mode
+        self.name = mode
+
+    def candidates(self, data: TenantData) -> list[dict[str, Any]]:
+        alpha = 0.0 if self.mode == "mf" else REFERENCE_ALPHA
+        base = {"learning_schedule": DEFAULT_SCHEDULE, "item_alpha": alpha, "user_alpha": alpha}
+        return [
+            base | {"no_components": 64, "learning_rate": 0.05},
+            base | {"no_components": 32, "learning_rate": 0.1},
+            base | {"no_components": 128, "learning_rate": 0.05, "item_alpha": alpha / 10, "user_alpha": alpha / 10},
+        ]
+
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+        if data.n_users == 0 or data.n_items == 0:
+            raise ValueError(
+                f"LightFM needs at least one user and one item (got {data.n_users} users, {data.n_items} items); "
+                "use the popular model for such tenants"
+            )
+        features = cached_features(data, self.mode, ctx)
+        chosen = {
+            "no_components": int(params.get("no_components", 64)),
+            "learning_schedule": str(params.get("learning_schedule", DEFAULT_SCHEDULE)),
+            "learning_rate": float(params.get("learning_rate", 0.05)),
+            "item_alpha": float(params.get("item_alpha", 0.0 if self.mode == "mf" else REFERENCE_ALPHA)),
+            "user_alpha": float(params.get("user_alpha", 0.0 if self.mode == "mf" else REFERENCE_ALPHA)),
+            "max_sampled": int(params.get("max_sampled", 10)),
+        }
+        lightfm = LightFM(loss="warp", random_state=ctx.seed, **chosen)
+        interactions = sp.coo_matrix(
+            (np.ones(len(train), np.float32), (train.user, train.item)), shape=(data.n_users, data.n_items)
+        )
+        weights = sp.coo_matrix(
+            (train.rating.astype(np.float32) + 1.0, (train.user, train.item)), shape=(data.n_users, data.n_items)
+        )
+        shared = _SharedArrays(data, train, self.mode)
+
+        def run(epochs: int) -> None:
+            lightfm.fit_partial(
+                interactions, features.user, features.item, sample_weight=weights, epochs=epochs, num_threads=max(1, ctx.threads)
+            )
+
+        info: dict[str, Any] = {}
+        if ctx.evaluate is None:
+            epochs = int(params.get("epochs", DEFAULT_EPOCHS))
+            run(epochs)
+            model = self._export(lightfm, features, shared)
+        else:
+            max_epochs = int(params.get("max_epochs", DEFAULT_MAX_EPOCHS))
+            patience = int(params.get("patience", DEFAULT_PATIENCE))
+            scores: list[float] = []
+            best_score, model, epochs = -np.inf, None, 0
+            for epoch in range(1, max_epochs + 1):
+                run(1)
+                candidate = self._export(lightfm, features, shared)
+                score = float(ctx.evaluate(candidate))
+                scores.append(score)
+                if model is None or score > best_score:
+                    best_score, model, epochs = score, candidate, epoch
+                elif epoch - epochs >= patience:
+                    break
+                if ctx.time_left() <= 0:
+                    break
+            info["epoch_scores"] = scores
+            assert model is not None
+        if self.mode == "mf" and bool(params.get("cold_projection", True)):
+            info["projected_users"] = project_cold_users(model, user_side_matrix(data), ~shared.user_cold)
+        model.params = chosen | {"epochs": epochs, "identity_features": bool(ctx.identity_features)}
+        model.info |= info
+        return model
+
+    def _export(self, lightfm: LightFM, features: FeatureSet, shared: "_SharedArrays") -> TrainedModel:
+        user_biases, user_vectors = lightfm.get_user_representations(features.user)
+        item_biases, item_vectors = lightfm.get_item_representations(features.item)
+        item_vectors = np.array(item_vectors, dtype=np.float32, copy=True)
+        norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
+        similarity = np.divide(item_vectors, norms, out=np.zeros_like(item_vectors), where=norms > 0)
+        data = shared.data
+        return TrainedModel(
+            algorithm=self.name,
+            user_ids=list(data.users.ids),
+            item_ids=list(data.items.ids),
+            item_types=np.asarray(data.items.type_index, dtype=np.int8),
+            kind=FACTORS,
+            user_factors=np.array(user_vectors, dtype=np.float32, copy=True),
+            item_factors=item_vectors,
+            user_biases=np.array(user_biases, dtype=np.float32, copy=True),
+            item_biases=np.array(item_biases, dtype=np.float32, copy=True),
+            positives=shared.positives,
+            user_cold=shared.user_cold.copy(),
+            popularity=shared.popularity,
+            similarity_vectors=similarity,
+            item_warm=shared.item_warm,
+        )
+
+
+class _SharedArrays:
+    """Arrays that do not change between epochs of one fit."""
+
+    def __init__(self, data: TenantData, train: Interactions, mode: str):
+        self.data = data
+        self.positives = positives_matrix(data, train)
+        self.popularity = popularity_scores(train, data.n_items)
+        self.item_warm = warm_items(data, train)
+        # In mf a user without training interactions has only a random initial vector; in partial/hybrid the
+        # user's features give a meaningful one.
+        self.user_cold = np.zeros(data.n_users, dtype=bool)
+        if mode == "mf":
+            self.user_cold[:] = True
+            self.user_cold[train.user] = False
+
+
+for _mode in MODES:
+    register(_mode, lambda mode=_mode: LightFMAlgorithm(mode))

@@ -1,0 +1,44 @@
+"""Cold-start users from side features: a ridge regression from user features to warm users' factor vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.linear_model import Ridge
+
+from ml_service.models.base import TrainedModel
+
+DEFAULT_RIDGE_ALPHA = 1.0
+
+
+def project_cold_users(
+    model: TrainedModel, user_side: sp.csr_matrix, warm_mask: np.ndarray, *, alpha: float = DEFAULT_RIDGE_ALPHA
+) -> int:
+    """Fill the factor rows (and biases) of users not in `warm_mask` from their side features; return how many.
+
+    The regression is fitted on warm users (their side features -> their factor vector and bias). A cold user is
+    projected only when they have at least one side feature (otherwise the regression could only return the mean
+    warm user); projected users are marked not cold. Does nothing when no warm user has side features.
+    """
+    assert model.user_factors is not None
+    warm_mask = np.asarray(warm_mask, dtype=bool)
+    user_side = sp.csr_matrix(user_side, dtype=np.float32)
+    has_features = np.diff(user_side.indptr) > 0
+    cold = np.flatnonzero(~warm_mask & has_features)
+    train = np.flatnonzero(warm_mask & has_features)
+    if cold.size == 0 or train.size < 2 or user_side.shape[1] == 0:
+        return 0
+    biases = model.user_biases if model.user_biases is not None else np.zeros(model.n_users, np.float32)
+    targets = np.hstack([np.asarray(model.user_factors[train], np.float64), np.asarray(biases[train], np.float64)[:, None]])
+    ridge = Ridge(alpha=alpha, fit_intercept=True).fit(user_side[train], targets)
+    projected = ridge.predict(user_side[cold]).astype(np.float32)
+    # The store may hand us read-only (memory-mapped) arrays; write into fresh copies.
+    model.user_factors = np.array(model.user_factors, dtype=np.float32, copy=True)
+    model.user_factors[cold] = projected[:, :-1]
+    if model.user_biases is not None:
+        model.user_biases = np.array(model.user_biases, dtype=np.float32, copy=True)
+        model.user_biases[cold] = projected[:, -1]
+    if model.user_cold is not None:
+        model.user_cold = np.array(model.user_cold, dtype=bool, copy=True)
+        model.user_cold[cold] = False
+    return int(cold.size)
