@@ -1,0 +1,103 @@
+"""The serving fields every model fills the same way (positives, popularity, warm items, content) and vector helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ml_service.data.tenant import Interactions, TenantData
+from ml_service.models.base import FitContext
+
+CONTENT_DIM = 128  # width of the content vectors served for items without interactions
+SIMILARITY_DIM = 64  # width of the co-occurrence embedding of item-item models
+
+
+def normalise_rows(vectors: np.ndarray) -> np.ndarray:
+    """float32 copy with every non-zero row scaled to unit length (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def content_vectors(data: TenantData, ctx: FitContext) -> np.ndarray:
+    """Item content vectors (tags + document TF-IDF), computed once per tenant and shared through ctx.features.
+
+    ctx.features may be a dict-like cache or an object with a `content_vectors` attribute; both are reused.
+    """
+    cache: Any = ctx.features
+    cached = cache.get("content_vectors") if isinstance(cache, dict) else getattr(cache, "content_vectors", None)
+    if cached is not None and len(cached) == data.n_items:
+        return np.asarray(cached, dtype=np.float32)
+    from ml_service.data.features import item_content_vectors
+
+    vectors = normalise_rows(item_content_vectors(data, CONTENT_DIM))
+    if vectors.shape[1] == 0:  # no tags and no text; one zero column, as zero-size arrays cannot be memory-mapped
+        vectors = np.zeros((data.n_items, 1), dtype=np.float32)
+    if isinstance(cache, dict):
+        cache["content_vectors"] = vectors
+    return vectors
+
+
+def popularity(data: TenantData, train: Interactions) -> np.ndarray:
+    """The popular algorithm's item score on `train`, so every model falls back to the same ranking."""
+    from ml_service.models.popular import popularity_scores
+
+    return np.asarray(popularity_scores(train, data.n_items), dtype=np.float32)
+
+
+def serving_fields(data: TenantData, train: Interactions, ctx: FitContext) -> dict[str, Any]:
+    """positives, popularity, item_warm and content_vectors of a model fitted on `train`."""
+    from ml_service.models.popular import positives_matrix, warm_items
+
+    return {
+        "positives": positives_matrix(data, train),
+        "popularity": popularity(data, train),
+        "item_warm": warm_items(data, train),
+        "content_vectors": content_vectors(data, ctx),
+    }
+
+
+def confidence_matrix(data: TenantData, train: Interactions, alpha: float) -> sp.csr_matrix:
+    """(n_users, n_items) CSR of 1 + alpha * (rating + 1): the reference sample weight rating + 1, scaled."""
+    weights = 1.0 + alpha * (np.asarray(train.rating, dtype=np.float32) + 1.0)
+    return sp.csr_matrix(
+        (weights.astype(np.float32), (train.user, train.item)), shape=(data.n_users, data.n_items), dtype=np.float32
+    )
+
+
+def history_matrix(data: TenantData, train: Interactions, weighting: str) -> sp.csr_matrix:
+    """The users' inputs of an item-item model: 1 per interaction ("binary") or rating + 1 ("rating")."""
+    if weighting == "binary":
+        values = np.ones(len(train), dtype=np.float32)
+    elif weighting == "rating":
+        values = np.asarray(train.rating, dtype=np.float32) + 1.0
+    else:
+        raise ValueError(f"unknown weighting {weighting!r}; expected 'binary' or 'rating'")
+    matrix = sp.csr_matrix((values, (train.user, train.item)), shape=(data.n_users, data.n_items), dtype=np.float32)
+    matrix.sum_duplicates()
+    return matrix
+
+
+def cooccurrence_embedding(history: sp.csr_matrix, item_warm: np.ndarray, seed: int, dim: int = SIMILARITY_DIM) -> np.ndarray:
+    """(n_items, <=dim) L2-normalised item vectors whose cosines approximate co-occurrence cosine.
+
+    A truncated SVD of the column-normalised user-item matrix: item i's column x_i / |x_i| ≈ U S v_i, so
+    v_i S has (approximately) the same dot products as the normalised columns, at a fixed small width
+    instead of n_users or n_items. Items without interactions get zero vectors (content serves them).
+    """
+    n_users, n_items = history.shape
+    binary = history.copy().tocsc()
+    binary.data = np.ones_like(binary.data)
+    norms = np.sqrt(np.asarray(binary.sum(axis=0)).ravel())
+    scaled = binary @ sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0))
+    rank = min(dim, n_users - 1, n_items - 1)
+    if rank < 1 or scaled.nnz == 0:
+        return np.zeros((n_items, 1), dtype=np.float32)
+    from sklearn.utils.extmath import randomized_svd
+
+    _, s, vt = randomized_svd(scaled, n_components=rank, n_iter=5, random_state=seed)
+    vectors = normalise_rows((vt.T * s).astype(np.float32))
+    vectors[~item_warm] = 0.0
+    return vectors

@@ -1,0 +1,125 @@
+"""`auto`: tune every candidate algorithm within a time budget, keep the best by validation NDCG@10, never below popular."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from ml_service.data.tenant import TenantData
+from ml_service.models import registry
+from ml_service.models.base import Algorithm, TrainedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "knn")
+METRIC = "ndcg@10"
+BASELINE = "popular"
+
+
+@dataclass
+class AutoResult:
+    """The refitted winner and what the search saw: every candidate's score, time and reason for being skipped."""
+
+    model: TrainedModel
+    choice: str
+    scores: dict[str, float] = field(default_factory=dict)  # name -> validation NDCG@10
+    seconds: dict[str, float] = field(default_factory=dict)  # name -> seconds spent tuning it
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> why it was not tried
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> tuned hyper-parameters
+
+
+def cost_order(names: Sequence[str], data: TenantData) -> list[str]:
+    """Candidates cheapest first, so a short budget still tries the fast ones.
+
+    Rough costs: kNN is one sparse product; EASE one dense inversion (items³, so it moves back on large
+    catalogues); ALS a few sparse sweeps per iteration; the LightFM modes many WARP epochs, with side features
+    (partial) and text (hybrid) costing more.
+    """
+    ease_rank = 1.0 if data.n_items <= 3000 else 3.5
+    rank = {"popular": 0.0, "knn": 0.5, "ease": ease_rank, "als": 2.0, "mf": 3.0, "partial": 4.0, "hybrid": 5.0}
+    return sorted(dict.fromkeys(names), key=lambda name: (rank.get(name, 6.0), name))
+
+
+def train_auto(
+    data: TenantData,
+    *,
+    threads: int = 1,
+    seed: int = 42,
+    budget_s: float = 600.0,
+    identity: bool = False,
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    algorithms: Mapping[str, Algorithm] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> AutoResult:
+    """Tune `popular` and then each candidate (cheapest first) until `budget_s` is spent; refit the best on all data.
+
+    Every candidate is validated on the same seeded split (tune's), scored by NDCG@10. A candidate wins only
+    when it scores strictly above popular; otherwise popular is served. `algorithms` overrides the registry by
+    name (tests use it to set limits). The choice, scores, times and skips go into model.info["auto"].
+    """
+    from ml_service.training.tune import fit_final, tune
+
+    def algorithm(name: str) -> Algorithm:
+        if algorithms is not None and name in algorithms:
+            return algorithms[name]
+        return registry.get(name)
+
+    started = clock()
+    deadline = started + budget_s
+    result_scores: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    params: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, dict[str, Any]] = {}
+
+    order = [BASELINE] + [name for name in cost_order(candidates, data) if name != BASELINE]
+    for name in order:
+        if name != BASELINE and clock() >= deadline:
+            skipped[name] = f"time budget of {budget_s:g} s used up before it could start"
+            continue
+        try:
+            chosen = algorithm(name)
+        except KeyError as exc:
+            skipped[name] = str(exc.args[0] if exc.args else exc)
+            continue
+        supports = getattr(chosen, "supports", None)
+        if supports is not None:
+            ok, reason = supports(data)
+            if not ok:
+                skipped[name] = reason
+                continue
+        begun = clock()
+        try:
+            tuned = tune(chosen, data, threads=threads, seed=seed, deadline=deadline, identity=identity)
+        except Exception as exc:  # one failing algorithm must not cost the tenant its model
+            if name == BASELINE:
+                raise
+            log.warning("auto: %s failed on tenant %s: %s", name, data.tenant, exc, exc_info=True)
+            skipped[name] = f"failed: {type(exc).__name__}: {exc}"
+            seconds[name] = round(clock() - begun, 3)
+            continue
+        seconds[name] = round(clock() - begun, 3)
+        metrics[name] = dict(tuned.validation_metrics)
+        result_scores[name] = float(tuned.validation_metrics.get(METRIC, 0.0))
+        params[name] = dict(tuned.params)
+
+    choice = BASELINE
+    for name, score in result_scores.items():
+        if score > result_scores[choice]:
+            choice = name
+    begun = clock()
+    model = fit_final(algorithm(choice), data, params[choice], threads, seed)
+    model.metrics = metrics[choice]
+    model.info["auto"] = {
+        "choice": choice,
+        "metric": METRIC,
+        "scores": {name: round(score, 6) for name, score in result_scores.items()},
+        "seconds": seconds,
+        "skipped": skipped,
+        "params": params,
+        "budget_s": budget_s,
+        "final_fit_s": round(clock() - begun, 3),
+    }
+    return AutoResult(model, choice, result_scores, seconds, skipped, params)
