@@ -7,6 +7,7 @@ from typing import Callable
 from ml_service.models.base import Algorithm
 
 _FACTORIES: dict[str, Callable[[], Algorithm]] = {}
+_BUILTIN_LOADED: list[bool] = []  # non-empty once every built-in module was imported
 
 
 def register(name: str, factory: Callable[[], Algorithm]) -> None:
@@ -28,7 +29,8 @@ def names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    if _FACTORIES:
+    # Not "if _FACTORIES": importing one algorithm module directly registers it before the others load.
+    if _BUILTIN_LOADED:
         return
     # Each import registers its algorithms; a module missing here is simply not offered.
     import importlib
@@ -39,3 +41,4 @@ def _load_builtin() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != f"ml_service.models.{module}":
                 raise
+    _BUILTIN_LOADED.append(True)

@@ -73,6 +73,7 @@ def train_auto(
     skipped: dict[str, str] = {}
     params: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
+    features: dict[Any, Any] = {}  # feature matrices and content vectors, built once and shared by all candidates
 
     order = [BASELINE] + [name for name in cost_order(candidates, data) if name != BASELINE]
     for name in order:
@@ -92,7 +93,9 @@ def train_auto(
                 continue
         begun = clock()
         try:
-            tuned = tune(chosen, data, threads=threads, seed=seed, deadline=deadline, identity=identity)
+            tuned = tune(
+                chosen, data, threads=threads, seed=seed, deadline=deadline, identity=identity, features=features
+            )
         except Exception as exc:  # one failing algorithm must not cost the tenant its model
             if name == BASELINE:
                 raise
@@ -110,8 +113,10 @@ def train_auto(
         if score > result_scores[choice]:
             choice = name
     begun = clock()
-    model = fit_final(algorithm(choice), data, params[choice], threads, seed)
-    model.metrics = metrics[choice]
+    model = fit_final(
+        algorithm(choice), data, params[choice], threads, seed,
+        identity=identity, validation_metrics=metrics[choice], features=features,
+    )
     model.info["auto"] = {
         "choice": choice,
         "metric": METRIC,

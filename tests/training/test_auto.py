@@ -1,0 +1,110 @@
+"""auto: picks a personalised model only when it validates above popular, respects the budget, skips what cannot run."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ml_service.data.tenant import Interactions, TenantData
+from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.ease import EASEAlgorithm
+from ml_service.models.popular import PopularAlgorithm
+from ml_service.training.auto import cost_order, train_auto
+from tests.synthetic import make_tenant
+
+
+class AntiPopular:
+    """A deliberately bad algorithm: recommends the least popular items first."""
+
+    name = "anti"
+
+    def candidates(self, data: TenantData) -> list[dict[str, Any]]:
+        return [{}]
+
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+        model = PopularAlgorithm().fit(data, train, {}, ctx)
+        model.algorithm = self.name
+        model.item_biases = -np.asarray(model.item_biases)
+        return model
+
+
+class Broken:
+    """An algorithm whose fit raises, as a bug or an out-of-memory would."""
+
+    name = "broken"
+
+    def candidates(self, data: TenantData) -> list[dict[str, Any]]:
+        return [{}]
+
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+        raise RuntimeError("boom")
+
+
+def test_picks_the_best_personalised_model_and_refits_it_on_everything() -> None:
+    data = make_tenant(seed=1)
+    result = train_auto(data, threads=1, seed=1, budget_s=600, candidates=("als", "ease", "knn"))
+    assert set(result.scores) == {"popular", "als", "ease", "knn"} and not result.skipped
+    assert result.choice == max(result.scores, key=result.scores.get) != "popular"
+    assert result.scores[result.choice] > result.scores["popular"] + 0.1
+    model = result.model
+    model.validate()
+    assert model.algorithm == result.choice
+    assert model.positives.nnz == data.positive_matrix().nnz  # refitted on all interactions
+    auto = model.info["auto"]
+    assert auto["choice"] == result.choice and auto["scores"].keys() == result.scores.keys()
+    assert auto["seconds"].keys() == result.scores.keys() and auto["skipped"] == {}
+    assert model.metrics["ndcg@10"] == result.scores[result.choice]
+
+
+def test_never_picks_a_model_that_validates_below_popular() -> None:
+    data = make_tenant(seed=2)
+    result = train_auto(data, seed=2, budget_s=600, candidates=("anti",), algorithms={"anti": AntiPopular()})
+    assert result.scores["anti"] < result.scores["popular"]
+    assert result.choice == "popular" and result.model.algorithm == "popular"
+
+
+def test_random_interactions_keep_popular_unless_something_is_strictly_better() -> None:
+    data = make_tenant(seed=3, in_group=0.0)  # no group structure: nothing to personalise
+    result = train_auto(data, seed=3, budget_s=600, candidates=("ease", "knn", "anti"), algorithms={"anti": AntiPopular()})
+    best = max(result.scores.values())
+    assert result.scores[result.choice] == best
+    assert result.choice == "popular" or result.scores[result.choice] > result.scores["popular"]
+
+
+def test_an_exhausted_budget_leaves_only_popular_and_records_why() -> None:
+    data = make_tenant(n_users=60, n_items=30, seed=4)
+    result = train_auto(data, seed=4, budget_s=0, candidates=("als", "ease", "knn"))
+    assert result.choice == "popular" and set(result.scores) == {"popular"}
+    assert set(result.skipped) == {"als", "ease", "knn"}
+    assert all("time budget of 0 s" in reason for reason in result.skipped.values())
+    assert result.model.info["auto"]["skipped"] == result.skipped
+
+
+def test_ease_above_its_catalogue_limit_is_skipped_with_the_reason() -> None:
+    data = make_tenant(n_users=60, n_items=30, seed=5)
+    result = train_auto(
+        data, seed=5, budget_s=600, candidates=("ease", "knn"), algorithms={"ease": EASEAlgorithm(max_items=20)}
+    )
+    assert "30 items: its limit is 20" in result.skipped["ease"]
+    assert "ease" not in result.scores and "knn" in result.scores
+
+
+def test_a_failing_candidate_is_skipped_not_fatal() -> None:
+    data = make_tenant(n_users=60, n_items=30, seed=6)
+    result = train_auto(data, seed=6, budget_s=600, candidates=("broken", "knn"), algorithms={"broken": Broken()})
+    assert result.skipped["broken"] == "failed: RuntimeError: boom"
+    assert "knn" in result.scores and result.model.validate() is None
+
+
+def test_unknown_candidates_are_skipped_by_name() -> None:
+    data = make_tenant(n_users=60, n_items=30, seed=7)
+    result = train_auto(data, seed=7, budget_s=600, candidates=("nonesuch",))
+    assert "unknown algorithm 'nonesuch'" in result.skipped["nonesuch"] and result.choice == "popular"
+
+
+def test_cheapest_candidates_come_first() -> None:
+    small = make_tenant(n_users=20, n_items=12, seed=0)
+    assert cost_order(("hybrid", "partial", "mf", "als", "ease", "knn"), small) == [
+        "knn", "ease", "als", "mf", "partial", "hybrid"
+    ]
