@@ -102,6 +102,11 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
             identity=settings.identity_features,
         )
         model, msg, state, used = result.model, "success", "trained", f"auto:{result.choice}"
+        model.info["search"] = {
+            "epochs": [model.params.get("epochs", "")],
+            "components": [_components(model.params)],
+            "scores": [score for score in result.scores.values()],
+        }
     else:
         from ml_service.training.tune import fit_final, tune
 
@@ -111,14 +116,29 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
             chosen, data, threads=settings.num_threads, seed=settings.seed, deadline=deadline,
             identity=settings.identity_features,
         )
-        model = fit_final(chosen, data, tuned.params, settings.num_threads, settings.seed)
-        model.metrics = dict(tuned.validation_metrics)
-        model.info.setdefault("search", getattr(tuned, "search", None) or {})
+        model = fit_final(
+            chosen, data, tuned.params, settings.num_threads, settings.seed, identity=settings.identity_features,
+            validation_metrics=tuned.validation_metrics, features=tuned.features,
+        )
+        model.info["search"] = {
+            "epochs": [c["params"].get("epochs", "") for c in tuned.candidates],
+            "components": [_components(c["params"]) for c in tuned.candidates],
+            "scores": [c.get("ndcg@10", 0.0) for c in tuned.candidates],
+        }
+        model.info["tuning"] = {"fits": tuned.fits, "seconds": round(tuned.seconds, 3)}
         msg, state, used = "success", "trained", name
     seconds = {"train": round(time.monotonic() - started, 3)}
     model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict()})
     model.info.setdefault("seconds", {}).update(seconds)
     return TenantResult(data.tenant, state, msg, used, model, sizes=sizes, seconds=seconds)
+
+
+def _components(params: dict[str, Any]) -> Any:
+    """The embedding size of a parameter set, whatever the algorithm calls it."""
+    for key in ("no_components", "factors", "components"):
+        if key in params:
+            return params[key]
+    return ""
 
 
 def run_training(
