@@ -3,6 +3,11 @@
 Early stopping: with ctx.evaluate, training runs one epoch at a time and keeps the best epoch's arrays.
 Reproducibility: LightFM's random_state is ctx.seed, so the same seed, data and params give the same model with
 num_threads=1; with more threads Hogwild updates race and results differ slightly between runs.
+
+Learning schedule, measured (tune on a train part, refit, NDCG@10 on a held-out 20 %, make_tenant seeds 0-2,
+mean): mf adadelta 0.592 vs adagrad 0.589; partial 0.507 vs 0.506; hybrid 0.526 vs 0.522; popular 0.241.
+Cold users (cold_user_split, 20 % of users, 5 epochs): mf with project_cold_users 0.683 vs popularity 0.263,
+so mf projects cold users from their side features by default (params["cold_projection"]).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ml_service.models.registry import register
 
 MODES = ("hybrid", "partial", "mf")
 REFERENCE_ALPHA = 1e-3  # spec §6.3, partial and hybrid
-DEFAULT_SCHEDULE = "adagrad"  # measured against adadelta on the synthetic tenant (see candidates())
+DEFAULT_SCHEDULE = "adadelta"  # the reference schedule; measured against adagrad (module docstring)
 DEFAULT_EPOCHS = 20  # when neither ctx.evaluate nor params["epochs"] says otherwise
 DEFAULT_MAX_EPOCHS = 50
 DEFAULT_PATIENCE = 3
@@ -54,12 +59,18 @@ class LightFMAlgorithm:
         self.name = mode
 
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
+        """Three fits: the default, a bigger less-regularised model, and the other learning schedule.
+
+        adadelta (the reference schedule; it ignores learning_rate) measured slightly better than adagrad on the
+        synthetic tenant for all three modes (see the module docstring), so it is the default; adagrad stays
+        as a candidate because which one wins depends on the data.
+        """
         alpha = 0.0 if self.mode == "mf" else REFERENCE_ALPHA
-        base = {"learning_schedule": DEFAULT_SCHEDULE, "item_alpha": alpha, "user_alpha": alpha}
+        base = {"learning_schedule": DEFAULT_SCHEDULE, "no_components": 64, "item_alpha": alpha, "user_alpha": alpha}
         return [
-            base | {"no_components": 64, "learning_rate": 0.05},
-            base | {"no_components": 32, "learning_rate": 0.1},
-            base | {"no_components": 128, "learning_rate": 0.05, "item_alpha": alpha / 10, "user_alpha": alpha / 10},
+            base,
+            base | {"no_components": 128, "item_alpha": alpha / 10, "user_alpha": alpha / 10},
+            base | {"learning_schedule": "adagrad", "learning_rate": 0.05},
         ]
 
     def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
@@ -114,9 +125,12 @@ class LightFMAlgorithm:
                     break
             info["epoch_scores"] = scores
             assert model is not None
-        if self.mode == "mf" and bool(params.get("cold_projection", True)):
-            info["projected_users"] = project_cold_users(model, user_side_matrix(data), ~shared.user_cold)
-        model.params = chosen | {"epochs": epochs, "identity_features": bool(ctx.identity_features)}
+        extra: dict[str, Any] = {"epochs": epochs, "identity_features": bool(ctx.identity_features)}
+        if self.mode == "mf":
+            extra["cold_projection"] = bool(params.get("cold_projection", True))
+            if extra["cold_projection"]:
+                info["projected_users"] = project_cold_users(model, user_side_matrix(data), ~shared.user_cold)
+        model.params = chosen | extra
         model.info |= info
         return model
 
