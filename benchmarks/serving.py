@@ -1,0 +1,213 @@
+"""Serving benchmark: wrk against `ml-service serve` for a 50k-user x 10k-item tenant, plus in-process scoring time.
+
+    apt-get install wrk   # Debian's wrk 4.x
+    .venv/bin/python benchmarks/serving.py
+
+The model has the shapes of a real tenant (64 factors, biases, ~20 positives per user) with random values:
+this measures serving speed, not quality. Each wrk run lasts `--seconds` (default 10 s, well inside the 30 s
+token window: the Lua script sends a token signed just before the run, as Totara would within one second).
+Writes benchmarks/results/serving.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+RESULTS = Path(__file__).parent / "results"
+LUA = r"""
+local users = tonumber(os.getenv("BENCH_USERS"))
+local items = tonumber(os.getenv("BENCH_ITEMS"))
+local route = os.getenv("BENCH_ROUTE")
+local types = {"container_course", "container_workspace", "engage_article", "engage_microlearning", "totara_playlist"}
+wrk.headers["X-Totara-Time"] = os.getenv("BENCH_TIME")
+wrk.headers["X-Totara-Ml-Key"] = os.getenv("BENCH_TOKEN")
+wrk.headers["User-Agent"] = "TotaraBot/1.0"
+local counter = 0
+request = function()
+  counter = counter + 1
+  if route == "user-items" then
+    local u = math.random(1, users)
+    local t = types[math.random(1, 5)]
+    return wrk.format("GET", "/user-items?totara_user_id=" .. u .. "&item_type=" .. t .. "&tenant=0&n_items=10")
+  else
+    local i = math.random(1, items)
+    return wrk.format("GET", "/similar-items?totara_item_id=container_course" .. i .. "&tenant=0&n_items=10")
+  end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("JSON {\"requests\": %d, \"errors\": %d, \"non2xx\": %d, \"timeouts\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"mean_ms\": %.3f, \"duration_s\": %.3f}\n",
+    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout,
+    summary.errors.status, summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.mean / 1000, summary.duration / 1e6))
+end
+"""
+
+
+def build_model(n_users: int, n_items: int, k: int, seed: int = 1):  # type: ignore[no-untyped-def]
+    """A FACTORS model of realistic shape with random values; ids are course ids 1..n (all container_course
+    except a share of each type so per-type filtering does real work)."""
+    from ml_service.models.base import FACTORS, TrainedModel
+
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, 5, n_items).astype(np.int8)
+    type_names = ("container_course", "container_workspace", "engage_article", "engage_microlearning", "totara_playlist")
+    item_ids = [f"{type_names[t]}{i + 1}" for i, t in enumerate(types)]
+    rows = np.repeat(np.arange(n_users), 20)
+    cols = rng.integers(0, n_items, rows.size)
+    positives = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items))
+    positives.sum_duplicates()
+    positives.data[:] = 1
+    item_factors = rng.normal(size=(n_items, k)).astype(np.float32)
+    sim = item_factors / np.linalg.norm(item_factors, axis=1, keepdims=True)
+    return TrainedModel(
+        algorithm="random-factors", user_ids=[str(u + 1) for u in range(n_users)], item_ids=item_ids, item_types=types,
+        user_factors=rng.normal(size=(n_users, k)).astype(np.float32), item_factors=item_factors,
+        user_biases=rng.normal(size=n_users).astype(np.float32), item_biases=rng.normal(size=n_items).astype(np.float32),
+        positives=positives, user_cold=np.zeros(n_users, bool), popularity=rng.random(n_items).astype(np.float32),
+        similarity_vectors=sim.astype(np.float32), item_warm=np.ones(n_items, bool),
+    ), item_ids
+
+
+def in_process(model, repeats: int = 2000) -> dict:  # type: ignore[no-untyped-def]
+    """Median time of rank_user / rank_similar vs the floor: one pass over the item vectors (a matrix-vector product)."""
+    from ml_service.ranking import rank_similar, rank_user
+
+    rng = np.random.default_rng(3)
+    type_items = {t: np.flatnonzero(model.item_types == t) for t in range(5)}
+    family = {t: np.flatnonzero(np.isin(model.item_types, [2, 3] if t in (2, 3) else [t])) for t in range(5)}
+
+    def timeit(fn) -> float:  # type: ignore[no-untyped-def]
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        return float(np.median(samples) * 1e6)
+
+    V = np.asarray(model.item_factors)
+    users = rng.integers(0, model.n_users, repeats * 4)
+    items = rng.integers(0, model.n_items, repeats * 4)
+    it = iter(range(repeats * 4))
+    floor = timeit(lambda: V @ np.asarray(model.user_factors[users[next(it)]]))
+    it = iter(range(repeats * 4))
+    user_items = timeit(lambda: rank_user(model, int(users[(j := next(it))]), int(j % 5), 10, type_items=type_items[int(j % 5)]))
+    it = iter(range(repeats * 4))
+    similar = timeit(lambda: rank_similar(model, int(items[(j := next(it))]), 10, family_items=family[int(model.item_types[items[j]])]))
+    return {"floor_item_vectors_pass_us": round(floor, 1), "user_items_us": round(user_items, 1),
+            "similar_items_us": round(similar, 1), "user_items_over_floor": round(user_items / floor, 2),
+            "similar_items_over_floor": round(similar / floor, 2)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, key: str, timeout: float = 60.0) -> None:
+    import httpx
+
+    from ml_service.auth import signed_headers
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url + "/user-items", params={"totara_user_id": "1", "item_type": "container_course",
+                                                       "tenant": "0", "n_items": "5"}, headers=signed_headers(key), timeout=2)
+            if r.status_code == 200 and r.json().get("success"):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"service at {url} did not become ready")
+
+
+def run_wrk(url: str, key: str, route: str, concurrency: int, seconds: int, n_users: int, n_items: int, lua: Path) -> dict:
+    from ml_service.auth import make_token
+
+    stamp = str(int(time.time()))
+    env = {**os.environ, "BENCH_USERS": str(n_users), "BENCH_ITEMS": str(n_items), "BENCH_ROUTE": route,
+           "BENCH_TIME": stamp, "BENCH_TOKEN": make_token(stamp, key)}
+    threads = min(concurrency, 2)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
+                          "-s", str(lua), url], env=env, capture_output=True, text=True, check=True).stdout
+    stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))  # type: ignore[union-attr]
+    stats["requests_per_s"] = round(stats["requests"] / stats["duration_s"], 1)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    args = parser.parse_args(argv)
+    if not shutil.which("wrk"):
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    from ml_service.store import ModelStore
+
+    model, _ = build_model(args.users, args.items, args.factors)
+    results: dict = {"in_process": in_process(model), "http": []}
+    print("in-process:", results["in_process"], flush=True)
+    key = "bench-" + os.urandom(8).hex()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store = ModelStore(root / "models" / "recommender")
+        store.publish("0", model)
+        store.write_status({"0": {"state": "trained", "msg": "success"}})
+        lua = root / "bench.lua"
+        lua.write_text(LUA)
+        for workers in args.workers:
+            port = free_port()
+            env = {**os.environ, "ML_TOTARA_URL": "http://127.0.0.1:9", "ML_TOTARA_KEY": key,
+                   "ML_MODELS_DIR": str(root / "models"), "ML_LOGS_DIR": str(root / f"logs{workers}"),
+                   "ML_BIND": f"127.0.0.1:{port}", "ML_WORKERS": str(workers)}
+            server = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve", "--no-scheduler"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_ready(url, key)
+                for route in ("user-items", "similar-items"):
+                    run_wrk(url, key, route, 32, 3, args.users, args.items, lua)  # warm-up
+                    for concurrency in args.concurrency:
+                        stats = run_wrk(url, key, route, concurrency, args.seconds, args.users, args.items, lua)
+                        row = {"workers": workers, "route": route, "concurrency": concurrency, **stats}
+                        results["http"].append(row)
+                        print(f"workers={workers} {route:13s} c={concurrency:3d} {stats['requests_per_s']:8.0f} req/s "
+                              f"p50={stats['p50_ms']:.2f}ms p99={stats['p99_ms']:.2f}ms errors={stats['errors']}", flush=True)
+            finally:
+                server.terminate()
+                server.wait(30)
+    payload = {
+        "command": "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "tenant": {"users": args.users, "items": args.items, "factors": args.factors},
+        **results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
