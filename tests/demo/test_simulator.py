@@ -186,3 +186,11 @@ def test_serve_forever_prints_url_and_stops_on_sigterm(export_dir: Path) -> None
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_overridden_204_keeps_the_connection_usable(sim: TotaraSimulator) -> None:
+    sim.status_override = {"user_data_0.csv": 204}
+    with httpx.Client() as client:
+        assert client.get(sim.url + EXPORT + "user_data_0.csv", headers=signed()).status_code == 204
+        follow_up = client.get(sim.url + EXPORT + "tenants.csv", headers=signed())
+    assert follow_up.status_code == 200 and follow_up.text == "tenants\n0\n3\n"

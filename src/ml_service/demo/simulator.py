@@ -258,10 +258,12 @@ class _TotaraHandler(BaseHTTPRequestHandler):
     def _send_bytes(self, status: int, body: bytes, content_type: str | None, *, send_body: bool = True) -> None:
         self._record(status)
         self.send_response(status)
+        if status in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED) or status < 200:
+            self.end_headers()  # these statuses never carry a body
+            return
         if content_type:
             self.send_header("Content-Type", content_type)
-        if status != HTTPStatus.NO_CONTENT:
-            self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if send_body and body:
             self.wfile.write(body)
