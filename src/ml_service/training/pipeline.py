@@ -158,7 +158,7 @@ def run_training(
     name = algorithm or settings.algorithm
     try:
         snapshot = source.fetch()
-    except SourceError as exc:
+    except (SourceError, OSError) as exc:  # OSError: e.g. a full disk while staging the download
         log.error("training run failed: %s", exc)
         _log_rows(settings, [SummaryRow(summary_timestamp(), name, "all", DOWNLOAD_FAILED_MSG)])
         append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time()})
