@@ -127,6 +127,10 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
         }
         model.info["tuning"] = {"fits": tuned.fits, "seconds": round(tuned.seconds, 3)}
         msg, state, used = "success", "trained", name
+    if model.content_vectors is None and data.n_items > 0:
+        from ml_service.data.features import item_content_vectors
+
+        model.content_vectors = item_content_vectors(data)  # similar items for content without interactions
     seconds = {"train": round(time.monotonic() - started, 3)}
     model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict()})
     model.info.setdefault("seconds", {}).update(seconds)
