@@ -199,3 +199,25 @@ def test_item_content_vectors_are_normalised_and_reflect_content() -> None:
     sims = vectors[:4] @ vectors[:4].T
     assert sims[0, 1] > sims[0, 2] and sims[2, 3] > sims[2, 0]
     np.testing.assert_array_equal(vectors, item_content_vectors(data, dim=3))  # seeded
+
+
+def test_features_of_the_bundled_sample_loaded_by_the_loader() -> None:
+    load = pytest.importorskip("ml_service.data.load")
+    from pathlib import Path
+
+    from ml_service.source.folder import FolderSource
+
+    sample = Path(__file__).resolve().parents[2] / "src" / "ml_service" / "demo" / "sample"
+    snapshot = FolderSource(sample).fetch()
+    data = load.load_tenant(snapshot.files("1"))
+    fs = build_features(data, "hybrid", identity=True)
+    assert fs.user.shape == (data.n_users, len(fs.user_names)) and fs.item.shape == (data.n_items, len(fs.item_names))
+    assert len(set(fs.user_names)) == len(fs.user_names) and len(set(fs.item_names)) == len(fs.item_names)
+    assert any(n.startswith("competencies_scale_") for n in fs.user_names)
+    assert any(n.startswith("text:") for n in fs.item_names) and any(n.startswith("text:") for n in fs.user_names)
+    competency_columns = [i for i, n in enumerate(fs.user_names) if n.startswith("competencies_scale_")]
+    values = fs.user[:, competency_columns].toarray()
+    assert values.min() >= 0 and values.max() == pytest.approx(1.0)
+    for column in ("lang", "country", "interests", "positions", "organisations", "badges"):
+        assert sum(n.startswith(column + "_") for n in fs.user_names) <= 30
+    assert item_content_vectors(data).shape[0] == data.n_items

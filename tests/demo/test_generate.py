@@ -197,13 +197,21 @@ def test_bundled_sample_is_the_committed_command_output(tmp_path: Path) -> None:
 
 def test_loader_accepts_the_output(export: Path) -> None:
     load = pytest.importorskip("ml_service.data.load")
-    for tenant in ("0", "1", "2"):
-        data = load.load_tenant(export, tenant)
+    from ml_service.source.folder import FolderSource
+
+    snapshot = FolderSource(export).fetch()
+    assert snapshot.tenants == ["0", "1", "2"] and not snapshot.failed
+    for tenant in snapshot.tenants:
+        data = load.load_tenant(snapshot.files(tenant))
         n_users = len(read_rows(export / f"user_data_{tenant}.csv")) - 1
         n_items = len(read_rows(export / f"item_data_{tenant}.csv")) - 1
         n_rows = len(read_rows(export / f"user_interactions_{tenant}.csv")) - 1
         assert (data.n_users, data.n_items, len(data.interactions)) == (n_users, n_items, n_rows)
-        assert not [w for w in data.report.warnings if w.severity == "error"]
+        assert data.report.warning_count == 0, [str(w) for w in data.report.warnings]
+        assert data.report.duplicates_collapsed == 0 and data.report.skipped_rows == 0
+        documents = read_rows(export / f"item_data_{tenant}.csv")[1:]
+        assert data.items.documents == [row[-1] for row in documents]
+        assert any(data.users.competencies)
 
 
 def test_csv_reader_round_trips_php_lines() -> None:
