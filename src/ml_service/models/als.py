@@ -94,7 +94,8 @@ class ALSAlgorithm:
     ) -> TrainedModel:
         user_factors = np.asarray(user_factors, dtype=np.float32).copy()
         user_factors[~user_warm] = 0.0  # implicit leaves them at their random start
-        item_factors = np.asarray(item_factors, dtype=np.float32)
+        item_factors = np.asarray(item_factors, dtype=np.float32).copy()
+        item_factors[~fields["item_warm"]] = 0.0  # likewise for items nobody has touched: no made-up scores
         similarity = normalise_rows(item_factors)
         similarity[~fields["item_warm"]] = 0.0
         return TrainedModel(
