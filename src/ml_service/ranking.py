@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ml_service.data.tenant import TYPE_FAMILY
-from ml_service.models.base import TrainedModel, score_users
+from ml_service.models.base import FACTORS, TrainedModel, score_users
 
 EXCLUDE = "exclude"
 DEMOTE = "demote"
@@ -33,23 +34,29 @@ def rank_user(
     *,
     seen_policy: str = EXCLUDE,
     type_items: np.ndarray | None = None,
+    type_factors: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """The n best items of `item_type` for a user index (None = unknown user: popularity), with scores.
 
-    `type_items` may pass the precomputed indices of items of that type (the index caches them).
+    `type_items` may pass the precomputed indices of items of that type (the index caches them), and
+    `type_factors` the contiguous rows item_factors[type_items] of a factors model: then only the items of
+    the type are scored (the same dot products as score_users, 5x less work with five types).
     """
     if type_items is None:
         type_items = np.flatnonzero(np.asarray(model.item_types) == item_type)
     if user is None or (model.user_cold is not None and model.user_cold[user]):
         scores = _popularity(model)
+    elif type_factors is not None and model.kind == FACTORS:
+        scores = _score_type_items(model, user, type_items, type_factors)
     else:
         scores = score_users(model, np.array([user]))[0]
     candidates = type_items
     if user is not None and model.positives is not None:
-        row = model.positives[user]
-        seen = row.indices[row.data > 0] if hasattr(row, "indices") else np.flatnonzero(row)
+        seen = _positive_items(model.positives, user)
         if seen.size:
-            is_seen = np.isin(candidates, seen)
+            seen_mask = np.zeros(model.n_items, dtype=bool)
+            seen_mask[seen] = True
+            is_seen = seen_mask[candidates]
             if seen_policy == EXCLUDE:
                 candidates = candidates[~is_seen]
             elif is_seen.any() and (~is_seen).any():
@@ -80,6 +87,31 @@ def rank_similar(model: TrainedModel, item: int, n: int, *, family_items: np.nda
     scores[candidates] = np.asarray(vectors[candidates], dtype=np.float32) @ np.asarray(vectors[item], dtype=np.float32)
     chosen = top_k(scores, candidates, n)
     return [(int(i), float(scores[i])) for i in chosen]
+
+
+def _score_type_items(model: TrainedModel, user: int, type_items: np.ndarray, type_factors: np.ndarray) -> np.ndarray:
+    """score_users for one user restricted to `type_items` (other entries 0), from precomputed factor rows."""
+    assert model.user_factors is not None
+    part = type_factors @ np.asarray(model.user_factors[user], dtype=np.float32)
+    if model.item_biases is not None:
+        part += np.asarray(model.item_biases, dtype=np.float32)[type_items]
+    if model.user_biases is not None:
+        part += np.float32(model.user_biases[user])
+    scores = np.zeros(model.n_items, dtype=np.float32)
+    scores[type_items] = part
+    return scores
+
+
+def _positive_items(positives: object, user: int) -> np.ndarray:
+    """Item indices of the user's positive entries; reads CSR arrays directly (row slicing costs ~70 us)."""
+    if isinstance(positives, sp.csr_matrix) or getattr(positives, "format", None) == "csr":
+        start, end = int(positives.indptr[user]), int(positives.indptr[user + 1])  # type: ignore[attr-defined]
+        indices = np.asarray(positives.indices[start:end])  # type: ignore[attr-defined]
+        return indices[np.asarray(positives.data[start:end]) > 0]  # type: ignore[attr-defined]
+    row = positives[user]  # type: ignore[index]
+    if hasattr(row, "indices"):
+        return row.indices[row.data > 0]
+    return np.flatnonzero(np.asarray(row).ravel() > 0)
 
 
 def _popularity(model: TrainedModel) -> np.ndarray:

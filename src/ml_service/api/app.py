@@ -1,0 +1,101 @@
+"""The ASGI app factory: routes, auth, access log, error shapes and the model hot-swap poller, no global state."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import AsyncIterator, Callable
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from ml_service.api.auth_middleware import AuthMiddleware, SecretKey, auth_result_of
+from ml_service.api.errors import install_error_handlers
+from ml_service.api.favicon import FAVICON_PATH
+from ml_service.api.health import SchedulerInfo, TotaraProbe, health_report
+from ml_service.api.home import render_home
+from ml_service.api.middleware import AccessLogMiddleware, HeadOptionsMiddleware
+from ml_service.api.responses import SortedJSONResponse
+from ml_service.api.routes import build_router
+from ml_service.config import Settings
+from ml_service.serving import Recommender
+from ml_service.store import ModelStore
+
+log = logging.getLogger("ml_service.api")
+
+
+def create_app(
+    settings: Settings,
+    store: ModelStore,
+    *,
+    recommender: Recommender | None = None,
+    health_probe: TotaraProbe | None = None,
+    scheduler: SchedulerInfo | None = None,
+    refresh_interval_s: float | None = 1.0,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The service's ASGI app.
+
+    The models the store holds now are loaded before this returns; while the app runs (lifespan), a daemon
+    thread polls the store every `refresh_interval_s` seconds (None: never) and hot-swaps new versions.
+    `clock` is the service clock used by authentication and the health check.
+    """
+    recommender = recommender if recommender is not None else Recommender(store)
+    probe = health_probe if health_probe is not None else TotaraProbe()
+    try:
+        recommender.refresh()
+    except Exception:  # an unreadable store must not stop the service from starting and answering
+        log.exception("loading the models from %s failed; answering 'not ready' until they can be read", store.root)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if refresh_interval_s:
+            recommender.start_polling(refresh_interval_s)
+        try:
+            yield
+        finally:
+            recommender.stop_polling()
+
+    app = FastAPI(
+        title="Totara ML Service",
+        summary="Recommendations for Totara: the API Totara's ml_service client calls",
+        default_response_class=SortedJSONResponse,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.recommender = recommender  # for embedding code and tests; request handlers use their closures
+    router = build_router(recommender, seen_policy=settings.seen_policy, max_n_items=settings.max_n_items)
+    app.include_router(router)
+
+    @app.get("/health-check", summary="Service and Totara connectivity, model state (Totara's healthcheck CLI)")
+    async def health_check(request: Request) -> Response:
+        body = await health_report(
+            totara_url=settings.totara_url,
+            logs_summary=settings.train_summary_log,
+            recommender=recommender,
+            auth=auth_result_of(request.scope),
+            probe=probe,
+            scheduler=scheduler,
+            now=clock(),
+        )
+        return SortedJSONResponse(body)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return HTMLResponse(render_home(settings.app_mode, settings.totara_url, settings.max_n_items))
+
+    favicon = FAVICON_PATH.read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon_ico() -> Response:
+        return Response(favicon, media_type="image/vnd.microsoft.icon", headers={"Cache-Control": "public, max-age=86400"})
+
+    install_error_handlers(app)
+    known_paths = {getattr(route, "path", "") for route in [*app.routes, *router.routes]} - {""}
+    # add_middleware puts the last added outermost: access log -> auth -> HEAD/OPTIONS -> routing.
+    app.add_middleware(HeadOptionsMiddleware, known_paths=known_paths)
+    app.add_middleware(AuthMiddleware, key=SecretKey(settings.totara_key), clock=clock)
+    app.add_middleware(AccessLogMiddleware)
+    return app

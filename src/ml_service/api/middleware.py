@@ -1,0 +1,91 @@
+"""Pure-ASGI middleware besides auth: the access log (without secrets) and HEAD/OPTIONS on every route."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Collection
+from urllib.parse import parse_qsl, urlencode
+
+from ml_service.api.auth_middleware import ASGIApp, Receive, Scope, Send
+from ml_service.api.errors import framework_error
+
+access_log = logging.getLogger("ml_service.access")
+
+ALLOWED_METHODS = b"GET, HEAD, OPTIONS"
+# Query parameters whose values are never written to the log (our routes take none; a caller might try).
+_SECRET_WORDS = ("key", "token", "secret", "pass", "auth", "sig")
+
+
+def loggable_query(query_string: bytes) -> str:
+    """The query string with the values of secret-looking parameters replaced by `***`."""
+    if not query_string:
+        return ""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    safe = [(k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in pairs]
+    return "?" + urlencode(safe)
+
+
+class AccessLogMiddleware:
+    """One line per request on logger `ml_service.access`: client, method, path and query, status, duration.
+
+    Headers are never logged: X-Totara-Ml-Key is a credential.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_and_note(message: dict) -> None:  # type: ignore[type-arg]
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            client = scope.get("client")
+            access_log.info(
+                "%s %s %s%s %d %.2fms",
+                client[0] if client else "-",
+                scope["method"],
+                scope["path"],
+                loggable_query(scope.get("query_string", b"")),
+                status,
+                (time.perf_counter() - started) * 1000.0,
+            )
+
+
+class HeadOptionsMiddleware:
+    """HEAD is served as GET (the server drops the body); OPTIONS on a known path is 200 with `Allow`."""
+
+    def __init__(self, app: ASGIApp, known_paths: Collection[str]) -> None:
+        self.app = app
+        self.known_paths = frozenset(known_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method = scope["method"]
+            if method == "HEAD":
+                scope = dict(scope, method="GET")
+            elif method == "OPTIONS":
+                if scope["path"] not in self.known_paths:
+                    await framework_error(404)(scope, receive, send)
+                    return
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"allow", ALLOWED_METHODS), (b"content-length", b"0")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,248 @@
+"""The in-memory serving index: one TenantIndex per tenant, hot-swapped as the store publishes new versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, TYPE_INDEX
+from ml_service.models.base import FACTORS, TrainedModel
+from ml_service.ranking import EXCLUDE, rank_similar, rank_user
+
+if TYPE_CHECKING:  # the store is only called, never constructed here
+    from ml_service.store import ModelStore
+
+log = logging.getLogger("ml_service.serving")
+
+# Longest names first so that no type name is left half-removed by a shorter one.
+_TYPE_NAMES_LONGEST_FIRST = tuple(sorted(ITEM_TYPES, key=len, reverse=True))
+
+
+def wire_id(item_id: str) -> str:
+    """The id as Totara receives it (spec §2.4): every occurrence of any type name removed, e.g. `123`."""
+    for name in _TYPE_NAMES_LONGEST_FIRST:
+        if name in item_id:
+            item_id = item_id.replace(name, "")
+    return item_id
+
+
+class TenantIndex:
+    """One tenant's model plus the lookups computed once at load: id -> index, items per type and family."""
+
+    def __init__(self, tenant: str, version: str, model: TrainedModel, meta: Mapping[str, Any] | None = None):
+        self.tenant = tenant
+        self.version = version
+        self.model = model
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.user_index: dict[str, int] = {uid: i for i, uid in enumerate(model.user_ids)}
+        self.item_index: dict[str, int] = {iid: i for i, iid in enumerate(model.item_ids)}
+        item_types = np.asarray(model.item_types).astype(np.int64, copy=False)
+        families = np.asarray(TYPE_FAMILY, dtype=np.int64)[item_types] if item_types.size else item_types
+        self.type_items: tuple[np.ndarray, ...] = tuple(np.flatnonzero(item_types == t) for t in range(len(ITEM_TYPES)))
+        self.family_items: dict[int, np.ndarray] = {f: np.flatnonzero(families == f) for f in sorted(set(TYPE_FAMILY))}
+        self.wire_ids: list[str] = [wire_id(iid) for iid in model.item_ids]
+        # Contiguous item-factor rows per type: /user-items then scores only the requested type's items.
+        self.type_factors: tuple[np.ndarray | None, ...] = tuple(
+            np.ascontiguousarray(np.asarray(model.item_factors)[rows], dtype=np.float32)
+            if model.kind == FACTORS and model.item_factors is not None
+            else None
+            for rows in self.type_items
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_index)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_index)
+
+    def find_item(self, item_id: str) -> int | None:
+        """Index of a prefixed item id; unknown ids retry with `article` -> `microlearning` (spec §2.2 step 4)."""
+        index = self.item_index.get(item_id)
+        if index is None and "article" in item_id:
+            index = self.item_index.get(item_id.replace("article", "microlearning"))
+        return index
+
+    def find_user(self, user_id: str) -> int | None:
+        """Index of a user id, accepting `007` for `7` as Totara's integer ids would."""
+        index = self.user_index.get(user_id)
+        if index is None and user_id.isdigit():
+            index = self.user_index.get(str(int(user_id)))
+        return index
+
+    def rank_user(self, user_id: str, item_type: str, n: int, seen_policy: str = EXCLUDE) -> list[tuple[int, float]]:
+        """(item index, score) of the n best items of `item_type`; an unknown user gets cold start (D1).
+
+        Raises KeyError for an item type that is not one of ITEM_TYPES.
+        """
+        type_index = TYPE_INDEX[item_type]
+        return rank_user(
+            self.model,
+            self.find_user(user_id),
+            type_index,
+            n,
+            seen_policy=seen_policy,
+            type_items=self.type_items[type_index],
+            type_factors=self.type_factors[type_index],
+        )
+
+    def user_items(self, user_id: str, item_type: str, n: int, seen_policy: str = EXCLUDE) -> list[tuple[str, float]]:
+        """(prefixed item id, raw score) of the n best items of `item_type` for the user, best first."""
+        ids = self.model.item_ids
+        return [(ids[i], s) for i, s in self.rank_user(user_id, item_type, n, seen_policy)]
+
+    def rank_similar(self, item_id: str, n: int) -> list[tuple[int, float]] | None:
+        """(item index, cosine) of the n items of the target's family most like it (D2); None = unknown item."""
+        item = self.find_item(item_id)
+        if item is None:
+            return None
+        family = TYPE_FAMILY[int(self.model.item_types[item])]
+        return rank_similar(self.model, item, n, family_items=self.family_items[family])
+
+    def similar_items(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
+        """(prefixed item id, cosine) of the items most similar to the target, or None for an unknown item."""
+        ranked = self.rank_similar(item_id, n)
+        if ranked is None:
+            return None
+        ids = self.model.item_ids
+        return [(ids[i], s) for i, s in ranked]
+
+    def describe(self) -> dict[str, Any]:
+        """What /health-check shows about this tenant's model (D8)."""
+        model = self.model
+        return {
+            "version": self.version,
+            "algorithm": model.algorithm,
+            "users": model.n_users,
+            "items": model.n_items,
+            "metrics": dict(model.metrics),
+            "meta": self.meta,
+        }
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """Everything a request reads, replaced as a whole: a request never sees half of an update."""
+
+    indexes: Mapping[str, TenantIndex] = field(default_factory=dict)
+    status: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # store.read_status()
+    known_tenants: frozenset[str] = frozenset()  # tenants the store lists, trained or not
+    token: str | None = None  # the store's state_token() this state was built from
+
+
+class Recommender:
+    """Serves the store's current models; `refresh()` rebuilds changed tenants beside the old ones and swaps."""
+
+    def __init__(self, store: "ModelStore"):
+        self.store = store
+        self.state = ServingState()  # the one attribute requests read; only ever replaced whole
+        self._refresh_lock = threading.Lock()
+        self._failed_versions: dict[str, str] = {}  # tenant -> version whose load failed (not retried)
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- questions requests ask -------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """False until the store holds at least one model or a training run has reported on some tenant."""
+        state = self.state
+        return bool(state.indexes) or bool(state.status) or bool(state.known_tenants)
+
+    def index(self, tenant: str) -> TenantIndex | None:
+        return self.state.indexes.get(tenant)
+
+    def knows_tenant(self, tenant: str) -> bool:
+        state = self.state
+        return tenant in state.indexes or tenant in state.known_tenants or tenant in state.status
+
+    # -- keeping up with the store -------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Load tenants whose current version changed, then swap the whole state at once; True if it changed.
+
+        A tenant whose load fails keeps its previous index (the error is logged once per version).
+        """
+        with self._refresh_lock:
+            token = self.store.state_token()
+            old = self.state
+            status = self._read_status(old)
+            if token == old.token and old.token is not None:
+                # No publish since last time; a run may still have reported untrained or failed tenants.
+                if status == old.status:
+                    return False
+                self.state = dataclasses.replace(old, status=status)
+                return True
+            indexes: dict[str, TenantIndex] = {}
+            known: set[str] = set()
+            for tenant in self.store.tenants():
+                known.add(tenant)
+                version = self.store.current_version(tenant)
+                current = old.indexes.get(tenant)
+                if version is None:
+                    if current is not None:
+                        log.info("tenant %s has no current model any more; it is no longer served", tenant)
+                    continue
+                if current is not None and current.version == version:
+                    indexes[tenant] = current
+                    continue
+                if self._failed_versions.get(tenant) == version:
+                    if current is not None:
+                        indexes[tenant] = current
+                    continue
+                try:
+                    loaded = self.store.load(tenant, version)
+                    indexes[tenant] = TenantIndex(tenant, loaded.version, loaded.model, loaded.meta)
+                    self._failed_versions.pop(tenant, None)
+                    log.info("serving tenant %s model version %s (%s)", tenant, loaded.version, loaded.model.algorithm)
+                except Exception:  # a broken version must never take serving down
+                    self._failed_versions[tenant] = version
+                    log.exception(
+                        "loading tenant %s model version %s failed; %s",
+                        tenant,
+                        version,
+                        f"still serving version {current.version}" if current is not None else "the tenant is not served",
+                    )
+                    if current is not None:
+                        indexes[tenant] = current
+            new = ServingState(indexes=indexes, status=status, known_tenants=frozenset(known), token=token)
+            changed = (
+                new.status != old.status
+                or new.known_tenants != old.known_tenants
+                or set(indexes) != set(old.indexes)
+                or any(indexes[t] is not old.indexes.get(t) for t in indexes)
+            )
+            self.state = new  # the hot swap: one reference assignment
+            return changed
+
+    def _read_status(self, old: ServingState) -> dict[str, Mapping[str, Any]]:
+        try:
+            return dict(self.store.read_status())
+        except Exception:
+            log.exception("reading the training status failed; keeping the previous status")
+            return dict(old.status)
+
+    def start_polling(self, interval_s: float = 1.0) -> None:
+        """Call refresh() every `interval_s` seconds in a daemon thread until stop_polling()."""
+        if self._poller is not None and self._poller.is_alive():
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll, args=(interval_s,), name="model-refresh", daemon=True)
+        self._poller.start()
+
+    def stop_polling(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout_s)
+            self._poller = None
+
+    def _poll(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("refreshing the served models failed; serving the previous ones")
