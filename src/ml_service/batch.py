@@ -18,6 +18,7 @@ import numpy as np
 from ml_service.config import ALGORITHMS, ConfigError, Settings
 from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, TenantData, item_type_of
 from ml_service.models.base import TrainedModel, score_users
+from ml_service.source.base import TenantFiles
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +133,17 @@ def run_batch(
         started.unlink(missing_ok=True)
 
 
-def process_tenant(files: object, folder: Path, settings: Settings, result_count_user: int, result_count_item: int) -> TenantOutcome:
+def process_tenant(
+    files: TenantFiles, folder: Path, settings: Settings, result_count_user: int, result_count_item: int
+) -> TenantOutcome:
     """Load, train and write one tenant's outputs into `folder`; never raises for the tenant's own problems."""
     from ml_service.data.load import load_tenant
     from ml_service.data.tenant import DataError
     from ml_service.training.pipeline import SMALL_TENANT_MSG, train_tenant
 
-    tenant = files.tenant  # type: ignore[attr-defined]
+    tenant = files.tenant
     try:
-        data = load_tenant(files)  # type: ignore[arg-type]
+        data = load_tenant(files)
     except DataError as exc:
         return TenantOutcome(tenant, "failed", f"Invalid export data: {exc}")
     except OSError as exc:
