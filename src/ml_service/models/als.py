@@ -14,6 +14,8 @@ from ml_service.models.registry import register
 
 MAX_ITERATIONS = 30
 PATIENCE = 3  # iterations without a better validation score before stopping
+# regularization about 10 x alpha measured best on the synthetic tenants; much less overfits
+DEFAULTS: dict[str, Any] = {"factors": 64, "regularization": 100.0, "alpha": 10.0, "iterations": 15}
 
 
 class ALSAlgorithm:
@@ -27,8 +29,7 @@ class ALSAlgorithm:
 
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
         return [
-            # regularization about 10 x alpha measured best on the synthetic tenants; much less overfits
-            {"factors": 64, "regularization": 100.0, "alpha": 10.0, "iterations": 15},
+            dict(DEFAULTS),
             {"factors": 32, "regularization": 20.0, "alpha": 5.0, "iterations": 15},
             {"factors": 128, "regularization": 300.0, "alpha": 40.0, "iterations": 15},
         ]
@@ -36,10 +37,10 @@ class ALSAlgorithm:
     def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        factors = int(params.get("factors", 64))
-        regularization = float(params.get("regularization", 0.1))
-        alpha = float(params.get("alpha", 10.0))
-        max_iterations = int(params.get("iterations", 15))
+        factors = int(params.get("factors", DEFAULTS["factors"]))
+        regularization = float(params.get("regularization", DEFAULTS["regularization"]))
+        alpha = float(params.get("alpha", DEFAULTS["alpha"]))
+        max_iterations = int(params.get("iterations", DEFAULTS["iterations"]))
         early_stopping = ctx.evaluate is not None
         if early_stopping:
             max_iterations = max(max_iterations, MAX_ITERATIONS)
@@ -111,9 +112,9 @@ class ALSAlgorithm:
             user_cold=~user_warm,
             similarity_vectors=similarity,
             params={
-                "factors": int(params.get("factors", 64)),
-                "regularization": float(params.get("regularization", 0.1)),
-                "alpha": float(params.get("alpha", 10.0)),
+                "factors": int(params.get("factors", DEFAULTS["factors"])),
+                "regularization": float(params.get("regularization", DEFAULTS["regularization"])),
+                "alpha": float(params.get("alpha", DEFAULTS["alpha"])),
                 "iterations": epochs,
                 "epochs": epochs,
             },
