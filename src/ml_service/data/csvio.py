@@ -1,0 +1,229 @@
+"""Read PHP `fputcsv` output (Totara exports) as chunks of records that know their physical line numbers.
+
+PHP writes with `"` enclosure and `\\` as escape character: a quote inside a field is doubled, except right after
+a backslash, where it is written once (`a\\"b` -> `"a\\"b"`), and the reader must keep the backslash. Python's csv
+module (RFC 4180 style, no escape character) reads every other PHP output exactly, including a backslash at the
+end of a field (`"C:\\temp\\"`), so before parsing we double the quotes PHP left single: a `\\"` whose quote is
+not followed by a delimiter, a line end or the end of the file. The one PHP output that stays ambiguous (a field
+containing `\\"` followed by a comma or newline) cannot occur in Totara's text columns, which replace `"` by `'`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from ml_service.data.tenant import DataError, Issue
+
+BLOCK_BYTES = 1 << 22  # decoded and handed to the csv module this many bytes at a time (cut at a line end)
+CHUNK_ROWS = 1 << 16  # records per chunk handed to the validators
+_BOM = b"\xef\xbb\xbf"
+_SINGLE_QUOTE_AFTER_BACKSLASH = re.compile(r'\\"(?=[^,\r\n])')
+_TRUNCATED = "unexpected end of data"
+
+# Documents can be long; the csv module's default limit (128 KiB per field) would reject them.
+csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 1 << 30)))
+
+
+@dataclass
+class RowChunk:
+    """Consecutive non-blank records; `rows[i]` starts on physical line `line_of(i)` (the header is line 1)."""
+
+    rows: list[list[str]]
+    first_line: int  # line on which the chunk's first record (or a blank line before it) starts
+    last_line: int | None  # line on which the last record ends, None when unknown
+    _lines: list[int] | None = field(default=None, repr=False)
+
+    def line_of(self, i: int) -> int:
+        if self._lines is None:
+            if self.last_line is not None and self.last_line - self.first_line + 1 == len(self.rows):
+                return self.first_line + i  # no multi-line record and no blank line: one record per line
+            self._lines = record_start_lines(self.rows, self.first_line)
+        return self._lines[i]
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record the csv layer could not split into fields (e.g. `"ab"cd`); the caller skips it with a warning."""
+
+    line: int
+    message: str
+
+
+def physical_lines(row: list[str]) -> int:
+    """How many physical lines a record spans: 1 plus the line breaks (LF, CRLF or CR) inside its fields."""
+    span = 1
+    for value in row:
+        if "\n" in value or "\r" in value:
+            span += value.count("\n") + value.count("\r") - value.count("\r\n")
+    return span
+
+
+def record_start_lines(rows: list[list[str]], first_line: int) -> list[int]:
+    """Start line of each record, given the start line of the first and that records are consecutive."""
+    lines = []
+    line = first_line
+    for row in rows:
+        lines.append(line)
+        line += physical_lines(row)
+    return lines
+
+
+class CsvTable:
+    """One export file: `header` (None for a zero-byte or blank file), then `chunks()` of the data records."""
+
+    def __init__(self, path: Path, name: str | None = None, chunk_rows: int = CHUNK_ROWS):
+        self.path = Path(path)
+        self.name = name or self.path.name
+        self.chunk_rows = chunk_rows
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as exc:
+            raise DataError(Issue(self.name, 0, "", exc.strerror or str(exc), "a readable file")) from exc
+        self._reader = csv.reader(
+            itertools.chain.from_iterable(io.StringIO(text, newline="") for text in self._text_blocks()),
+            strict=True,
+        )
+        self._lines_done = 0  # physical line on which the last record handed out ends
+        self.header: list[str] | None = self._read_header()
+        self.header_line = self._lines_done
+
+    def __enter__(self) -> "CsvTable":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _text_blocks(self) -> Iterator[str]:
+        """The file as UTF-8 text in blocks cut after a newline, quotes PHP left single already doubled."""
+        offset = 0  # byte offset of `pending` in the file
+        newlines = 0  # LF bytes before `pending`
+        pending = b""
+        first = True
+        while True:
+            data = self._file.read(BLOCK_BYTES)
+            if first:
+                first = False
+                if data.startswith(_BOM):
+                    data, offset = data[len(_BOM):], len(_BOM)
+            if data:
+                buffer = pending + data
+                cut = buffer.rfind(b"\n") + 1
+                if cut == 0:
+                    pending = buffer
+                    continue
+                block, pending = buffer[:cut], buffer[cut:]
+            else:
+                block, pending = pending, b""
+                if not block:
+                    return
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = newlines + block.count(b"\n", 0, exc.start) + 1
+                bad = block[exc.start:exc.end]
+                raise DataError(
+                    Issue(
+                        self.name,
+                        line,
+                        "",
+                        f"bytes {bad!r} at byte offset {offset + exc.start}",
+                        "UTF-8 text",
+                    )
+                ) from None
+            offset += len(block)
+            newlines += block.count(b"\n")
+            if '\\"' in text:
+                text = _SINGLE_QUOTE_AFTER_BACKSLASH.sub(r'\\""', text)
+            yield text
+
+    def _truncated(self, line: int) -> DataError:
+        return DataError(
+            Issue(
+                self.name,
+                line,
+                "",
+                "end of file inside a quoted field",
+                'a closing quote (") before the end of the file; the file looks truncated',
+            )
+        )
+
+    def _read_header(self) -> list[str] | None:
+        for row in self._records_one_by_one():
+            if isinstance(row, BadRecord):
+                raise DataError(Issue(self.name, row.line, "", row.message, "a comma-separated header line"))
+            return row
+        return None
+
+    def _records_one_by_one(self) -> Iterator[list[str] | BadRecord]:
+        while True:
+            try:
+                row = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield self._bad_record(exc, self._lines_done + 1)
+                continue
+            self._lines_done = self._reader.line_num
+            if row:
+                yield row
+
+    def _bad_record(self, exc: csv.Error, line: int) -> BadRecord:
+        if _TRUNCATED in str(exc):
+            raise self._truncated(line) from None
+        self._lines_done = self._reader.line_num  # the csv module drops the rest of the offending line
+        return BadRecord(line, f"unreadable record ({exc})")
+
+    def chunks(self) -> Iterator[RowChunk | BadRecord]:
+        """Data records in chunks of at most `chunk_rows`; blank lines are skipped; malformed records come alone."""
+        if self.header is None:
+            return
+        while True:
+            first_line = self._lines_done + 1
+            rows: list[list[str]] = []
+            failure: csv.Error | None = None
+            try:
+                rows.extend(itertools.islice(self._reader, self.chunk_rows))
+            except csv.Error as exc:
+                failure = exc
+            if failure is None:
+                last_line: int | None = self._reader.line_num
+                self._lines_done = self._reader.line_num
+            else:
+                last_line = None
+            if rows:
+                chunk = RowChunk(rows, first_line, last_line)
+                if [] in rows:
+                    lines = record_start_lines(rows, first_line)
+                    kept = [i for i, row in enumerate(rows) if row]
+                    chunk = RowChunk([rows[i] for i in kept], first_line, None, [lines[i] for i in kept])
+                if failure is not None:
+                    self._lines_done = first_line - 1 + sum(physical_lines(row) for row in rows)
+                if chunk.rows:
+                    yield chunk
+            if failure is not None:
+                yield self._bad_record(failure, self._lines_done + 1)
+                continue
+            if len(rows) < self.chunk_rows:
+                return
+
+
+def read_header_and_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """Small-file helper (tests, tools): header and every (line, record); malformed records raise DataError."""
+    with CsvTable(path) as table:
+        out: list[tuple[int, list[str]]] = []
+        for part in table.chunks():
+            if isinstance(part, BadRecord):
+                raise DataError(Issue(table.name, part.line, "", part.message, "a well-formed CSV record"))
+            out.extend((part.line_of(i), row) for i, row in enumerate(part.rows))
+        return table.header, out
