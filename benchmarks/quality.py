@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 RESULTS = Path(__file__).parent / "results"
 ALGORITHMS = (
-    "popular", "mf", "partial", "hybrid", "als", "ease", "knn", "auto",
+    "popular", "mf", "partial", "hybrid", "partial+id", "hybrid+id", "als", "ease", "knn", "auto", "auto+id",
     "reference-mf", "reference-partial", "reference-hybrid",
 )
 SPLIT_SEED = 2026
@@ -41,6 +41,8 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     from ml_service.training.metrics import evaluate
     from ml_service.training.split import holdout_split
 
+    identity = algorithm.endswith("+id")  # "partial+id": the same algorithm with identity feature columns
+    algorithm = algorithm.removesuffix("+id")
     folder = dataset(dataset_name)
     data = load_tenant(FolderSource(folder).fetch().files("0"))
     split = holdout_split(data, 0.2, seed=SPLIT_SEED, protocol=protocol)
@@ -55,7 +57,7 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     elif algorithm == "auto":
         from ml_service.training.auto import train_auto
 
-        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget)
+        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, identity=identity)
         model = result.model
         extra = {"choice": result.choice, "candidate_scores": result.scores, "candidate_seconds": result.seconds,
                  "skipped": result.skipped}
@@ -63,13 +65,13 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
         from ml_service.training.tune import fit_final, tune
 
         chosen = registry.get(algorithm)
-        tuned = tune(chosen, train_data, threads=threads, seed=42, deadline=time.monotonic() + budget)
-        model = fit_final(chosen, train_data, tuned.params, threads, 42, features=tuned.features)
+        tuned = tune(chosen, train_data, threads=threads, seed=42, deadline=time.monotonic() + budget, identity=identity)
+        model = fit_final(chosen, train_data, tuned.params, threads, 42, features=tuned.features, identity=identity)
         extra = {"fits": tuned.fits + 1, "params": tuned.params}
     seconds = time.monotonic() - started
     metrics = evaluate(model, data, split)
     return {
-        "dataset": dataset_name, "protocol": protocol, "algorithm": algorithm,
+        "dataset": dataset_name, "protocol": protocol, "algorithm": algorithm + ("+id" if identity else ""),
         "train_seconds": round(seconds, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "users": data.n_users, "items": data.n_items, "interactions": len(data.interactions),
