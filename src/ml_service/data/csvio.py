@@ -15,7 +15,7 @@ import io
 import itertools
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -227,3 +227,34 @@ def read_header_and_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, 
                 raise DataError(Issue(table.name, part.line, "", part.message, "a well-formed CSV record"))
             out.extend((part.line_of(i), row) for i, row in enumerate(part.rows))
         return table.header, out
+
+
+def php_csv_field(value: str) -> str:
+    """One field exactly as PHP's fputcsv writes it (`,` delimiter, `"` enclosure, `\\` escape character)."""
+    if not any(c in value for c in ',"\\\n\r\t '):
+        return value
+    out = ['"']
+    escaped = False
+    for c in value:
+        if c == "\\":
+            escaped = True
+        elif not escaped and c == '"':
+            out.append('"')
+        else:
+            escaped = False
+        out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def php_csv_line(fields: Sequence[object]) -> str:
+    """One record as PHP's fputcsv writes it, `\\n`-terminated (a port of php_fputcsv in ext/standard/file.c)."""
+    return ",".join(php_csv_field(str(value)) for value in fields) + "\n"
+
+
+def write_php_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a file byte-for-byte as Totara's export does (demo data, tests of downstream modules)."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.write(php_csv_line(header))
+        for row in rows:
+            out.write(php_csv_line(row))
