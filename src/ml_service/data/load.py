@@ -302,14 +302,16 @@ def load_items(path: Path, report: LoadReport, name: str | None = None) -> Items
             tag_parts.append(flags[keep, 5:])
         findings.finish()
     if not ids:
-        return Items([], np.zeros(0, np.int8), layout.tag_names, sp.csr_matrix((0, len(layout.tag_names)), dtype=np.float32), [])
+        no_tags = sp.csr_matrix((0, len(layout.tag_names)), dtype=np.float32)
+        return Items([], np.zeros(0, np.int8), layout.tag_names, no_tags, [])
     tag_flags = np.concatenate(tag_parts)
     if len(layout.tag_names) != len(layout.tag_columns):  # a tag name repeated in the header: one tag, OR-ed
         merged = np.zeros((tag_flags.shape[0], len(layout.tag_names)), bool)
         for j, tag in enumerate(layout.tag_of_column):
             merged[:, tag] |= tag_flags[:, j]
         tag_flags = merged
-    return Items(ids, np.concatenate(type_parts), layout.tag_names, sp.csr_matrix(tag_flags, dtype=np.float32), documents)
+    tags = sp.csr_matrix(tag_flags, dtype=np.float32)
+    return Items(ids, np.concatenate(type_parts), layout.tag_names, tags, documents)
 
 
 def _zero_one_matrix(joined_rows: list[str], width: int) -> tuple[np.ndarray, np.ndarray | None]:
