@@ -7,7 +7,12 @@ import secrets
 import shlex
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from ml_service.config import BindAddress, Settings
+
+if TYPE_CHECKING:
+    from ml_service.store import ModelStore
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
@@ -49,7 +54,7 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
             print(f"Training failed: {result.error}")
             return 1
         print(format_summary(result.tenants), flush=True)
-        print(example_calls(settings.bind[0], key), flush=True)
+        print(example_calls(settings.bind[0], key, *_example_ids(store)), flush=True)
         if serve_after:
             serve(settings)
         return 0 if result.ok else 1
@@ -57,7 +62,23 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
         simulator.stop()
 
 
-def example_calls(bind: BindAddress, key: str) -> str:
+def _example_ids(store: "ModelStore") -> tuple[str, str, str]:
+    """A learner with interactions, an item type and an item of tenant 0, so the printed calls answer something."""
+    import numpy as np
+
+    from ml_service.data.tenant import ITEM_TYPES
+
+    model = store.load("0").model
+    counts = np.diff(model.positives.indptr) if model.positives is not None else np.ones(model.n_users)
+    user = model.user_ids[int(np.argmax(counts))]
+    types = np.asarray(model.item_types)
+    article = np.flatnonzero(types == ITEM_TYPES.index("engage_article"))
+    item = int(article[0]) if article.size else 0
+    return user, ITEM_TYPES[int(types[item])], model.item_ids[item]
+
+
+def example_calls(bind: BindAddress, key: str, user: str = "2", item_type: str = "engage_article",
+                  item: str = "engage_article1") -> str:
     """Copy-paste examples: the `ml-service call` helper and plain curl with a fresh token."""
     url = f"http://{bind}"
     exports = f"export ML_SERVICE_URL={url} ML_TOTARA_KEY={shlex.quote(key)}"
@@ -66,13 +87,13 @@ def example_calls(bind: BindAddress, key: str) -> str:
         "",
         "The service is ready. In another terminal:",
         f"  {exports}",
-        "  ml-service call /user-items totara_user_id=2 item_type=engage_article tenant=0 n_items=5",
-        "  ml-service call /similar-items totara_item_id=engage_article1 tenant=0 n_items=5",
+        f"  ml-service call /user-items totara_user_id={user} item_type={item_type} tenant=0 n_items=5",
+        f"  ml-service call /similar-items totara_item_id={item} tenant=0 n_items=5",
         "  ml-service call /health-check",
         "  ml-service healthcheck",
         "or with curl:",
         f"  {token}",
-        f'  curl -H "X-Totara-Time: $T" -H "X-Totara-Ml-Key: $K" "{url}/user-items?totara_user_id=2&item_type=container_course&tenant=0&n_items=5"',
+        f'  curl -H "X-Totara-Time: $T" -H "X-Totara-Ml-Key: $K" "{url}/user-items?totara_user_id={user}&item_type=container_course&tenant=0&n_items=5"',
         f"Home page: {url}/   API docs (signed requests only): {url}/docs",
         "",
     ])

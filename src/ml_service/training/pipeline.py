@@ -159,12 +159,13 @@ def run_training(
 
     report = reporter or (lambda event, details: None)
     run_started = time.monotonic()
+    run_stamp = summary_timestamp()  # every row of a run carries the run's start time (D10: not the process's)
     name = algorithm or settings.algorithm
     try:
         snapshot = source.fetch()
     except (SourceError, OSError) as exc:  # OSError: e.g. a full disk while staging the download
         log.error("training run failed: %s", exc)
-        _log_rows(settings, [SummaryRow(summary_timestamp(), name, "all", DOWNLOAD_FAILED_MSG)])
+        _log_rows(settings, [SummaryRow(run_stamp, name, "all", DOWNLOAD_FAILED_MSG)])
         append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time()})
         return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
     results: list[TenantResult] = []
@@ -174,7 +175,7 @@ def run_training(
             report("tenant-start", {"tenant": tenant})
             result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report)
             results.append(result)
-            _log_rows(settings, [result.summary_row(summary_timestamp())])
+            _log_rows(settings, [result.summary_row(run_stamp)])
             append_jsonl(settings.training_jsonl, {"event": "tenant", "at": time.time(), **result.as_record()})
             report("tenant-done", {"result": result})
     finally:
