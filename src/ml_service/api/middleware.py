@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Collection
+from typing import Awaitable, Callable, Collection, Mapping
 from urllib.parse import parse_qsl, urlencode
 
 from ml_service.api.auth_middleware import ASGIApp, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import Response
+
 from ml_service.api.errors import framework_error
 
 access_log = logging.getLogger("ml_service.access")
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 ALLOWED_METHODS = b"GET, HEAD, OPTIONS"
 # Query parameters whose values are never written to the log (our routes take none; a caller might try).
@@ -21,6 +25,9 @@ def loggable_query(query_string: bytes) -> str:
     """The query string with the values of secret-looking parameters replaced by `***`."""
     if not query_string:
         return ""
+    lowered = query_string.lower()
+    if not any(word.encode() in lowered for word in _SECRET_WORDS):
+        return "?" + query_string.decode("latin-1")  # the common case: nothing to mask, nothing to re-encode
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     safe = [(k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in pairs]
     return "?" + urlencode(safe)
@@ -63,18 +70,28 @@ class AccessLogMiddleware:
             )
 
 
-class HeadOptionsMiddleware:
-    """HEAD is served as GET (the server drops the body); OPTIONS on a known path is 200 with `Allow`."""
+class DispatchMiddleware:
+    """HEAD is served as GET (the server drops the body); OPTIONS on a known path is 200 with `Allow`; GET on
+    a hot route calls its endpoint directly.
 
-    def __init__(self, app: ASGIApp, known_paths: Collection[str]) -> None:
+    The hot routes (/user-items, /similar-items) are also registered on the FastAPI app (for /docs and as the
+    fallback), but calling them here skips routing and dependency solving: about a third of the per-request
+    cost at thousands of requests per second. Exceptions still reach the app's 500 handler.
+    """
+
+    def __init__(
+        self, app: ASGIApp, known_paths: Collection[str], fast_routes: Mapping[str, Endpoint] | None = None
+    ) -> None:
         self.app = app
         self.known_paths = frozenset(known_paths)
+        self.fast_routes = dict(fast_routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             method = scope["method"]
             if method == "HEAD":
                 scope = dict(scope, method="GET")
+                method = "GET"
             elif method == "OPTIONS":
                 if scope["path"] not in self.known_paths:
                     await framework_error(404)(scope, receive, send)
@@ -87,5 +104,10 @@ class HeadOptionsMiddleware:
                     }
                 )
                 await send({"type": "http.response.body", "body": b""})
+                return
+            endpoint = self.fast_routes.get(scope["path"]) if method == "GET" else None
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

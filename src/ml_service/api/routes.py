@@ -7,7 +7,8 @@ arrays, less than a hop to the thread pool costs, and nothing in them waits on I
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -83,7 +84,15 @@ def _param(name: str, description: str, example: str, schema: dict[str, Any]) ->
 _TENANT_PARAM = _param("tenant", "Totara tenant id; 0 = no tenant (whole site)", "0", {"type": "string"})
 
 
-def build_router(recommender: Recommender, *, seen_policy: str, max_n_items: int) -> APIRouter:
+@dataclass(frozen=True)
+class RecommendationRoutes:
+    """The router (documented in /openapi.json) and the same endpoints by path, for the dispatch fast path."""
+
+    router: APIRouter
+    endpoints: dict[str, Callable[[Request], Awaitable[Response]]]
+
+
+def build_router(recommender: Recommender, *, seen_policy: str, max_n_items: int) -> RecommendationRoutes:
     """The two recommendation routes, bound to one Recommender and the serving settings."""
     router = APIRouter()
     n_items_param = _param(
@@ -146,4 +155,4 @@ def build_router(recommender: Recommender, *, seen_policy: str, max_n_items: int
             return business_error(NO_ITEM)
         return wire_items(index, ranked)
 
-    return router
+    return RecommendationRoutes(router, {"/user-items": user_items, "/similar-items": similar_items})
