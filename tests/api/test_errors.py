@@ -23,6 +23,13 @@ def test_404_shape(client: httpx.Client, base_url: str) -> None:
     assert response.text == '{"error":"true","msg":"%s"}' % NOT_FOUND
 
 
+def test_trailing_slash_is_an_unknown_path_not_a_redirect(client: httpx.Client, base_url: str) -> None:
+    for path in ("/health-check/", "/user-items/", "/docs/"):
+        response = client.get(base_url + path, headers=signed())
+        assert response.status_code == 404, path
+        assert response.json() == {"error": "true", "msg": NOT_FOUND}
+
+
 def test_405_shape_has_no_allow_header(client: httpx.Client, base_url: str) -> None:
     for method in ("POST", "PUT", "DELETE", "PATCH"):
         response = client.request(method, base_url + USER_ITEMS, headers=signed())

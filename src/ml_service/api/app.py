@@ -67,6 +67,7 @@ def create_app(
         # No OpenTelemetry: with it on, FastAPI asks the global providers on every request (~15 µs).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.router.redirect_slashes = False  # `/health-check/` is an unknown path (404), as in the reference
     app.state.recommender = recommender  # for embedding code and tests; request handlers use their closures
     routes = build_router(recommender, seen_policy=settings.seen_policy, max_n_items=settings.max_n_items)
     app.include_router(routes.router)

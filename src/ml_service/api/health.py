@@ -49,6 +49,7 @@ class TotaraProbe:
 
     dns_timeout_s: float = 0.3
     graphql_timeout_s: float = 1.5
+    total_budget_s: float = 1.75  # DNS + probe together stay inside Totara's 2 s limit for the whole call
 
     async def resolve(self, hostname: str) -> str:
         """The first address of `hostname`, IPv4 preferred; ProbeError with the resolver's message."""
@@ -66,21 +67,23 @@ class TotaraProbe:
         infos.sort(key=lambda info: info[0] != socket.AF_INET)
         return str(infos[0][4][0])
 
-    async def graphql_status(self, base_url: str) -> tuple[bool, float]:
-        """(status is `ok`, elapsed seconds) of Totara's no-session status query; ProbeError on failure."""
+    async def graphql_status(self, base_url: str, timeout_s: float | None = None) -> tuple[bool, float]:
+        """(status is `ok`, elapsed seconds) of Totara's no-session status query; ProbeError on failure.
+
+        The whole exchange is capped at `timeout_s` (default graphql_timeout_s, 1.5 s as in the reference).
+        """
+        cap = self.graphql_timeout_s if timeout_s is None else max(0.05, min(timeout_s, self.graphql_timeout_s))
         started = time.perf_counter()
         try:
-            async with httpx.AsyncClient(verify=False, timeout=self.graphql_timeout_s) as client:
-                response = await asyncio.wait_for(
-                    client.post(base_url + PROBE_PATH, json=PROBE_BODY), timeout=self.graphql_timeout_s
-                )
+            async with httpx.AsyncClient(verify=False, timeout=cap) as client:
+                response = await asyncio.wait_for(client.post(base_url + PROBE_PATH, json=PROBE_BODY), timeout=cap)
                 elapsed = time.perf_counter() - started
                 response.raise_for_status()
                 document = response.json()
         except httpx.HTTPStatusError as exc:
             raise ProbeError(PROBE_HTTP_ERROR.format(exc)) from None
         except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
-            raise ProbeError(PROBE_TIMEOUT.format(str(exc) or f"no answer within {self.graphql_timeout_s:g} s")) from None
+            raise ProbeError(PROBE_TIMEOUT.format(str(exc) or f"no answer within {cap:.2g} s")) from None
         except Exception as exc:  # connection refused, TLS, invalid JSON: all "unable to communicate"
             raise ProbeError(PROBE_OTHER.format(str(exc) or type(exc).__name__)) from None
         data = document.get("data", document) if isinstance(document, dict) else None
@@ -141,9 +144,11 @@ async def _totara_steps(
     if not hostname:
         return NO_HOSTNAME
     totara["url"] = url
+    started = time.perf_counter()
     try:
         totara["totara_ip"] = await probe.resolve(hostname)
-        healthy, elapsed = await probe.graphql_status(url)
+        remaining = probe.total_budget_s - (time.perf_counter() - started)
+        healthy, elapsed = await probe.graphql_status(url, timeout_s=remaining)
     except ProbeError as exc:
         return str(exc)
     totara["elapsed_seconds"] = elapsed
