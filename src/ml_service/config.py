@@ -57,7 +57,7 @@ class Settings:
     # Training: wall-clock budget of the `auto` search per tenant, the random seed, identity features.
     auto_time_budget_s: float = 600.0
     seed: int = 42
-    identity_features: bool = False
+    identity_features: bool = True  # measured better (benchmarks/results/quality.json, "+id" rows)
     min_users: int = 10
     min_items: int = 10
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -113,7 +113,7 @@ class Settings:
             seen_policy=seen_policy,
             auto_time_budget_s=_parse_number(env, "ML_AUTO_TIME_BUDGET", 600.0, minimum=1.0, kind=float),
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
-            identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", False),
+            identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),
         )
 
     def with_(self, **changes: object) -> "Settings":
