@@ -40,11 +40,11 @@ def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-unty
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _serve(tmp_path: Path, env_extra: dict[str, str]) -> Iterator[tuple[str, Path]]:
+def _serve(tmp_path: Path, env_extra: dict[str, str], extra_bind: str = "") -> Iterator[tuple[str, Path]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
     env.update({"ML_TOTARA_KEY": KEY, "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"),
-                "ML_BIND": f"127.0.0.1:{port}", "ML_NUM_THREADS": "1", "ML_RECOMMENDATION_ALGORITHM": "popular"})
+                "ML_BIND": f"127.0.0.1:{port} {extra_bind}".strip(), "ML_NUM_THREADS": "1", "ML_RECOMMENDATION_ALGORITHM": "popular"})
     env.update(env_extra)
     out = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve"], env=env, stdout=out,
@@ -98,3 +98,21 @@ def test_totara_down_at_start_keeps_serving_the_old_model(tmp_path: Path) -> Non
         _wait(lambda: any(r["TENANT_ID"] == "all" for r in read_summary(summary)), 120, "the failed run's row")
         assert [r for r in read_summary(summary) if r["TENANT_ID"] == "all"][0]["MSG"] == DOWNLOAD_FAILED_MSG
         assert _user_items(base)["success"] is True  # the old model still serves
+
+
+def test_two_workers_on_two_addresses_share_the_models(tmp_path: Path) -> None:
+    with TotaraSimulator(SAMPLE_DIR, KEY, port=0) as simulator:
+        done = subprocess.run(
+            [sys.executable, "-m", "ml_service.cli", "train", "--algorithm", "popular"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("ML_")}, "ML_TOTARA_URL": simulator.url,
+                 "ML_TOTARA_KEY": KEY, "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs")},
+            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, done.stderr
+        second = _free_port()
+        port_env = {"ML_TOTARA_URL": simulator.url, "ML_WORKERS": "2"}
+        for base, _ in _serve(tmp_path, port_env, extra_bind=f"[::1]:{second}"):
+            assert _user_items(base)["success"] is True
+            other = f"http://[::1]:{second}"
+            _wait(lambda: httpx.get(other + "/", timeout=1).status_code == 200, 30, "the IPv6 address")
+            assert _user_items(other)["success"] is True

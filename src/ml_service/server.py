@@ -84,7 +84,7 @@ def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
         if settings.workers > 1:
             from uvicorn.supervisors import Multiprocess
 
-            Multiprocess(config, target=server.run, sockets=sockets).run()
+            Multiprocess(config, sockets=sockets).run()  # one uvicorn Server per worker process
         else:
             server.run(sockets=sockets)
     finally:
