@@ -33,3 +33,15 @@ def test_positives_with_explicit_zeros_and_dense_rows() -> None:
     model.positives = np.asarray(with_zero.todense())  # a dense matrix behaves the same
     assert [i for i, _ in rank_user(model, user, 0, 10)] == ranked
     model.positives = csr
+
+
+def test_top_k_breaks_ties_at_the_cut_off_by_lowest_index() -> None:
+    import numpy as np
+
+    from ml_service.ranking import top_k
+
+    scores = np.zeros(1000, dtype=np.float32)
+    scores[[900, 10]] = 2.0  # two clear winners, then 998 items tied
+    candidates = np.arange(1000)[::-1].copy()  # candidate order must not matter
+    assert top_k(scores, candidates, 5).tolist() == [10, 900, 0, 1, 2]
+    assert top_k(scores, np.arange(1000), 1).tolist() == [10]

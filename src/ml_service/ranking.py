@@ -20,9 +20,14 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
     values = scores[candidates]
     if n < candidates.size:
         part = np.argpartition(-values, n - 1)[:n]
+        # argpartition picks arbitrarily among scores tied at the cut-off: take every tied one, then the
+        # lowest indices, so a list never depends on the partition's internals (batch files agree with the API).
+        cutoff = values[part].min()
+        if np.count_nonzero(values >= cutoff) > n:
+            part = np.flatnonzero(values >= cutoff)
     else:
         part = np.arange(candidates.size)
-    order = part[np.lexsort((candidates[part], -values[part]))]  # ties: lower index first, stable
+    order = part[np.lexsort((candidates[part], -values[part]))][:n]  # ties: lower index first
     return candidates[order]
 
 
