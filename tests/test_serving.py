@@ -121,6 +121,17 @@ def test_broken_version_keeps_the_old_index(tmp_path: Path, caplog: pytest.LogCa
     assert recommender.index("0") is not old
 
 
+def test_cold_start_with_a_corrupt_current_version_serves_the_last_good_one(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "recommender")
+    good = store.publish("0", make_model(seed=0))
+    bad = store.publish("0", make_model(seed=3))
+    (store.root / "0" / bad / "item_factors.npy").write_bytes(b"not an array")
+    recommender = Recommender(store)  # a server starting after the corruption
+    recommender.refresh()
+    index = recommender.index("0")
+    assert index is not None and index.version == good
+
+
 def test_polling_thread_picks_up_a_publish(tmp_path: Path) -> None:
     import time
 

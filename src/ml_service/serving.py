@@ -180,6 +180,16 @@ class Recommender:
         return tenant in state.indexes or tenant in state.known_tenants or tenant in state.status
 
     # -- keeping up with the store -------------------------------------------------------------------------
+    def _load_newest_good(self, tenant: str) -> "TenantIndex | None":
+        """On a cold start with a corrupt current version, serve the newest good one rather than nothing."""
+        try:
+            loaded = self.store.load(tenant)  # the store falls back to the newest version that verifies
+        except Exception:
+            log.exception("tenant %s has no loadable model version; it is not served", tenant)
+            return None
+        log.warning("serving tenant %s from its last good version %s", tenant, loaded.version)
+        return TenantIndex(tenant, loaded.version, loaded.model, loaded.meta)
+
     def refresh(self) -> bool:
         """Load tenants whose current version changed, then swap the whole state at once; True if it changed.
 
@@ -227,6 +237,10 @@ class Recommender:
                     )
                     if current is not None:
                         indexes[tenant] = current
+                    else:
+                        fallback = self._load_newest_good(tenant)
+                        if fallback is not None:
+                            indexes[tenant] = fallback
             new = ServingState(indexes=indexes, status=status, known_tenants=frozenset(known), token=token)
             changed = (
                 new.status != old.status
