@@ -31,7 +31,7 @@ ALGORITHMS = (
 SPLIT_SEED = 2026
 
 
-def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budget: float) -> dict:
+def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budget: float, validation: str) -> dict:
     """Train one algorithm on the training part of one data set and evaluate it on the held-out part."""
     from datasets import dataset
 
@@ -57,7 +57,8 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     elif algorithm == "auto":
         from ml_service.training.auto import train_auto
 
-        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, identity=identity)
+        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, identity=identity,
+                            protocol=validation)
         model = result.model
         extra = {"choice": result.choice, "candidate_scores": result.scores, "candidate_seconds": result.seconds,
                  "skipped": result.skipped}
@@ -65,14 +66,15 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
         from ml_service.training.tune import fit_final, tune
 
         chosen = registry.get(algorithm)
-        tuned = tune(chosen, train_data, threads=threads, seed=42, deadline=time.monotonic() + budget, identity=identity)
+        tuned = tune(chosen, train_data, threads=threads, seed=42, deadline=time.monotonic() + budget, identity=identity,
+                     protocol=validation)
         model = fit_final(chosen, train_data, tuned.params, threads, 42, features=tuned.features, identity=identity)
         extra = {"fits": tuned.fits + 1, "params": tuned.params}
     seconds = time.monotonic() - started
     metrics = evaluate(model, data, split)
     return {
         "dataset": dataset_name, "protocol": protocol, "algorithm": algorithm + ("+id" if identity else ""),
-        "train_seconds": round(seconds, 2),
+        "train_seconds": round(seconds, 2), "validation": validation,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "users": data.n_users, "items": data.n_items, "interactions": len(data.interactions),
         "held_out": int(len(split.test)),
@@ -88,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--budget", type=float, default=600.0, help="tuning/auto time budget per algorithm (s)")
+    parser.add_argument("--validation", default="latest", choices=("latest", "random"),
+                        help="hold-out used inside training for tuning and auto (the service's ML_VALIDATION_PROTOCOL)")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(run_one(args.datasets[0], args.protocols[0], args.algorithms[0], args.threads, args.budget)))
+        print(json.dumps(run_one(args.datasets[0], args.protocols[0], args.algorithms[0], args.threads, args.budget,
+                                  args.validation)))
         return 0
     from datasets import dataset
 
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         for protocol in args.protocols:
             for algorithm in args.algorithms:
                 command = [sys.executable, __file__, "--one", "--datasets", name, "--protocols", protocol,
-                           "--algorithms", algorithm, "--threads", str(args.threads), "--budget", str(args.budget)]
+                           "--algorithms", algorithm, "--threads", str(args.threads), "--budget", str(args.budget),
+                           "--validation", args.validation]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{name} {protocol} {algorithm}: FAILED\n{done.stderr[-2000:]}", file=sys.stderr)

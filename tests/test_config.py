@@ -14,6 +14,7 @@ def test_defaults() -> None:
     assert s.models_dir == Path("data/models") and s.logs_dir == Path("data/logs")
     assert s.retrain_freq_minutes == 1440 and s.num_threads == 4 and s.algorithm == "auto"
     assert s.bind == (BindAddress("0.0.0.0", 5000),) and s.app_mode == "Production" and not s.dev
+    assert s.validation_protocol == "latest" and s.identity_features and s.seen_policy == "exclude"
 
 
 @pytest.mark.parametrize("missing", ["ML_TOTARA_URL", "ML_TOTARA_KEY"])
@@ -35,6 +36,8 @@ def test_required_variables_are_named(missing: str) -> None:
         ("ML_DEV", "maybe", "use 1 or 0"),
         ("ML_TOTARA_URL", "ftp://x", "http:// or https://"),
         ("FLASK_ENV", "staging", "production, development, testing"),
+        ("ML_VALIDATION_PROTOCOL", "future", "latest, random"),
+        ("ML_SEEN_POLICY", "hide", "exclude, demote"),
     ],
 )
 def test_bad_values_name_variable_value_and_allowed(name: str, value: str, fragment: str) -> None:

@@ -57,6 +57,7 @@ class Settings:
     # Training: wall-clock budget of the `auto` search per tenant, the random seed, identity features.
     auto_time_budget_s: float = 600.0
     seed: int = 42
+    validation_protocol: str = "latest"  # tuning/auto hold out each user's newest positives (or "random")
     identity_features: bool = True  # measured better (benchmarks/results/quality.json, "+id" rows)
     min_users: int = 10
     min_items: int = 10
@@ -90,6 +91,9 @@ class Settings:
             raise ConfigError(f"FLASK_ENV={flask_env!r} is invalid: allowed values are production, development, testing")
         dev = _parse_bool(env, "ML_DEV", False)
         app_mode = "Development" if dev else APP_MODES[flask_env]
+        validation = (get("ML_VALIDATION_PROTOCOL") or "latest").lower()
+        if validation not in ("latest", "random"):
+            raise ConfigError(f"ML_VALIDATION_PROTOCOL={validation!r} is invalid: allowed values are latest, random")
         seen_policy = (get("ML_SEEN_POLICY") or "exclude").lower()
         if seen_policy not in SEEN_POLICIES:
             raise ConfigError(f"ML_SEEN_POLICY={seen_policy!r} is invalid: allowed values are exclude, demote")
@@ -114,6 +118,7 @@ class Settings:
             auto_time_budget_s=_parse_number(env, "ML_AUTO_TIME_BUDGET", 600.0, minimum=1.0, kind=float),
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
             identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),
+            validation_protocol=validation,
         )
 
     def with_(self, **changes: object) -> "Settings":

@@ -52,6 +52,7 @@ def train_auto(
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
     algorithms: Mapping[str, Algorithm] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    protocol: str = "random",
 ) -> AutoResult:
     """Tune `popular` and then each candidate (cheapest first) until `budget_s` is spent; refit the best on all data.
 
@@ -94,7 +95,8 @@ def train_auto(
         begun = clock()
         try:
             tuned = tune(
-                chosen, data, threads=threads, seed=seed, deadline=deadline, identity=identity, features=features
+                chosen, data, threads=threads, seed=seed, deadline=deadline, identity=identity, features=features,
+                protocol=protocol,
             )
         except Exception as exc:  # one failing algorithm must not cost the tenant its model
             if name == BASELINE:

@@ -99,7 +99,7 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
 
         result = train_auto(
             data, threads=settings.num_threads, seed=settings.seed, budget_s=settings.auto_time_budget_s,
-            identity=settings.identity_features,
+            identity=settings.identity_features, protocol=settings.validation_protocol,
         )
         model, msg, state, used = result.model, "success", "trained", f"auto:{result.choice}"
         model.info["search"] = {
@@ -114,7 +114,7 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
         deadline = time.monotonic() + settings.auto_time_budget_s
         tuned = tune(
             chosen, data, threads=settings.num_threads, seed=settings.seed, deadline=deadline,
-            identity=settings.identity_features,
+            identity=settings.identity_features, protocol=settings.validation_protocol,
         )
         model = fit_final(
             chosen, data, tuned.params, settings.num_threads, settings.seed, identity=settings.identity_features,

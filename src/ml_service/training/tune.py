@@ -37,14 +37,16 @@ def tune(
     deadline: float | None = None,
     identity: bool = False,
     features: dict[Any, Any] | None = None,
+    protocol: str = "random",
 ) -> TuneResult:
     """Try algorithm.candidates(data) in order on a seeded hold-out of `data` and keep the best by NDCG@10.
 
     `deadline` is a time.monotonic() value: no new candidate starts after it, but the first always runs (and
     iterative fits also stop early at it). `features` is a shared (mode, identity) -> FeatureSet cache.
+    `protocol` is the validation hold-out: "random" or "latest" (each user's newest positives).
     """
     started = time.monotonic()
-    split = holdout_split(data, VALIDATION_FRACTION, seed=seed)
+    split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)
     cache: dict[Any, Any] = {} if features is None else features
     best: tuple[float, TrainedModel] | None = None
     tried: list[dict[str, Any]] = []
