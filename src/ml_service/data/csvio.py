@@ -229,10 +229,19 @@ def read_header_and_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, 
         return table.header, out
 
 
+_PHP_NEEDS_QUOTES = re.compile(r'[,"\\\r\n\t ]')
+
+
 def php_csv_field(value: str) -> str:
-    """One field exactly as PHP's fputcsv writes it (`,` delimiter, `"` enclosure, `\\` escape character)."""
-    if not any(c in value for c in ',"\\\n\r\t '):
+    """One field exactly as PHP's fputcsv writes it (`,` delimiter, `"` enclosure, `\\` escape character).
+
+    Quoted when it holds a comma, quote, backslash, CR, LF, TAB or space; inside the quotes a `"` is doubled
+    unless the character before it is the escape `\\` (PHP then leaves the pair as it is).
+    """
+    if not _PHP_NEEDS_QUOTES.search(value):
         return value
+    if '"' not in value:
+        return f'"{value}"'
     out = ['"']
     escaped = False
     for c in value:

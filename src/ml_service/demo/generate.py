@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ml_service.data.csvio import php_csv_field, php_csv_line
 from ml_service.data.tenant import ITEM_TYPES
 
 COMPLETED_FLAG = "export_completed"
@@ -182,36 +182,6 @@ class GenerationSummary:
 
 
 # --- PHP fputcsv-compatible writing --------------------------------------------------------------------------
-
-_NEEDS_QUOTES = re.compile(r'[,"\\\r\n\t ]')
-
-
-def php_csv_field(value: str) -> str:
-    """One field exactly as PHP's fputcsv(',', '"', '\\\\') writes it.
-
-    Quoted when it holds a comma, quote, backslash, CR, LF, TAB or space; inside the quotes a `"` is doubled
-    unless the character before it is the escape `\\` (PHP then leaves the pair as it is).
-    """
-    if not _NEEDS_QUOTES.search(value):
-        return value
-    if '"' not in value:
-        return f'"{value}"'
-    out: list[str] = []
-    escaped = False
-    for char in value:
-        if char == "\\":
-            escaped = True
-        elif not escaped and char == '"':
-            out.append('"')
-        else:
-            escaped = False
-        out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def php_csv_line(fields: Iterable[str]) -> str:
-    return ",".join(php_csv_field(f) for f in fields) + "\n"
-
 
 def _write_text(path: Path, lines: Iterable[str]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
