@@ -61,6 +61,8 @@ def evaluate(
     pairs: dict[int, int] = {}
     held_out: dict[int, int] = {}
     recommended = np.zeros(model.n_items, dtype=bool)
+    seen_mask = np.zeros(model.n_items, dtype=bool)
+    relevant_mask = np.zeros(model.n_items, dtype=bool)
     auc_values: list[float] = []
 
     for start in range(0, test_users.size, batch_size):
@@ -73,19 +75,24 @@ def evaluate(
             user_scores = scores[row]
             relevant = _row(test_matrix, user)
             seen = _row(train_positive, user)
-            for t in np.unique(item_types[relevant]):
+            # Boolean masks over items, set for this user and reset after: no per-row sorting as np.isin does.
+            seen_mask[seen] = True
+            relevant_mask[relevant] = True
+            relevant_types = item_types[relevant]
+            for t in np.flatnonzero(np.bincount(relevant_types, minlength=len(ITEM_TYPES))):
                 t = int(t)
-                relevant_t = relevant[item_types[relevant] == t]
-                ranked = _rank(user_scores, type_items[t], seen, k, seen_policy)
+                ranked = _rank(user_scores, type_items[t], seen_mask if seen.size else None, k, seen_policy)
                 recommended[ranked] = True
-                hits = np.isin(ranked, relevant_t)
-                n_rel = relevant_t.size
+                hits = relevant_mask[ranked]
+                n_rel = int(np.count_nonzero(relevant_types == t))
                 dcg = float(discounts[: ranked.size][hits].sum())
                 ideal = float(discounts[: min(k, n_rel)].sum())
                 values = np.array([hits.sum() / k, hits.sum() / n_rel, dcg / ideal, float(hits.any())])
                 sums[t] = sums.get(t, np.zeros(4)) + values
                 pairs[t] = pairs.get(t, 0) + 1
                 held_out[t] = held_out.get(t, 0) + n_rel
+            seen_mask[seen] = False
+            relevant_mask[relevant] = False
             if auc:
                 value = _auc(user_scores, relevant, _row(train_any, user), model.n_items)
                 if value is not None:
@@ -112,10 +119,10 @@ def ndcg_at_k(model: TrainedModel, data: TenantData, split: Split, k: int = 10) 
     return float(evaluate(model, data, split, k, auc=False)[f"ndcg@{k}"])
 
 
-def _rank(scores: np.ndarray, candidates: np.ndarray, seen: np.ndarray, n: int, seen_policy: str) -> np.ndarray:
+def _rank(scores: np.ndarray, candidates: np.ndarray, seen_mask: np.ndarray | None, n: int, seen_policy: str) -> np.ndarray:
     """rank_user's candidate filtering and top_k for one user and type, on precomputed scores."""
-    if seen.size:
-        is_seen = np.isin(candidates, seen)
+    if seen_mask is not None:
+        is_seen = seen_mask[candidates]
         if seen_policy == EXCLUDE:
             candidates = candidates[~is_seen]
         elif is_seen.any() and (~is_seen).any():
