@@ -3,8 +3,8 @@
 Lists are built as /user-items builds them (ml_service.ranking.rank_user): per item type, scored by the model
 (popularity for cold users), the user's training positives excluded (or demoted), top k with top_k's order
 (score descending, ties by lowest item index, also at the cut-off). Scoring and selection are batched across
-users: with seen_policy "exclude" the top k of a whole batch come from one argpartition, and the few rows where
-that could differ from top_k (a score tie at the cut-off, a non-finite model score) go through top_k itself;
+users: with seen_policy "exclude" the top k of a whole batch come from one partition per type, and the few rows
+where that could differ from top_k (a score tie at the cut-off, a non-finite model score) go through top_k itself;
 "demote" ranks row by row with top_k. Relevant items are the user's held-out positives (rating 1) of that type;
 relevance is binary. Metrics are computed on the (pairs x k) lists with array operations, summed in the same
 order as a per-pair loop, so the numbers are bit-for-bit those of the straightforward per-user evaluation.
@@ -18,14 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from ml_service.data.tenant import ITEM_TYPES, TenantData
+from ml_service.data.tenant import ITEM_TYPES, Interactions, TenantData
 from ml_service.models.base import TrainedModel, score_users
 from ml_service.ranking import DEMOTE, EXCLUDE, REFERENCE_DEMOTION, top_k
 from ml_service.training.split import Split
 
 RANK_METRICS = ("precision", "recall", "ndcg", "hit_rate")
-# Default batch: a float32 score matrix of 16 MB; the per-type copy, argpartition's int64 indices and masks
-# of a batch take about three times that again, so a batch peaks around 64 MB whatever the catalogue size.
+# Default batch: a float32 score matrix of 16 MB; a type's block of it, the partitioned copy and the boolean
+# masks take up to 2.5 times that again, so a batch peaks around 56 MB whatever the catalogue size.
 SCORE_BATCH_BYTES = 16 * 2**20
 
 
@@ -54,7 +54,7 @@ def evaluate(
         raise ValueError(f"unknown seen_policy {seen_policy!r}; expected {EXCLUDE!r} or {DEMOTE!r}")
     n_items = model.n_items
     item_types = np.asarray(model.item_types)
-    train_positive = data.positive_matrix(split.train).tocsr()
+    train_positive = _positive_matrix(data, split.train)
     train_any = data.interaction_matrix(split.train).tocsr() if auc else None
     held = split.test.subset(split.test.rating == 1)
     test_matrix = data.interaction_matrix(held).tocsr()
@@ -149,8 +149,14 @@ class _RankMetrics:
         """DCG of each row, summed exactly as discounts[hits].sum() per list: once per distinct hit pattern."""
         if hits.shape[0] == 0:
             return np.zeros(0)
-        patterns, inverse = np.unique(hits, axis=0, return_inverse=True)
-        discounts = self.discounts[: hits.shape[1]]
+        width = hits.shape[1]
+        if width < 63:  # rows as bit codes: np.unique on integers is 10x faster than on rows
+            bits = np.arange(width)
+            codes, inverse = np.unique(hits.astype(np.int64) @ (1 << bits), return_inverse=True)
+            patterns = ((codes[:, None] >> bits) & 1).astype(bool)
+        else:
+            patterns, inverse = np.unique(hits, axis=0, return_inverse=True)
+        discounts = self.discounts[:width]
         per_pattern = np.array([float(discounts[pattern].sum()) for pattern in patterns])
         return per_pattern[inverse.reshape(-1)]
 
@@ -287,12 +293,20 @@ def _auc(scores: np.ndarray, positives: np.ndarray, train_items: np.ndarray, n_i
     return (pos_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
+def _positive_matrix(data: TenantData, interactions: Interactions) -> sp.csr_matrix:
+    """data.positive_matrix(interactions), without copying the rating and timestamp columns (2x faster)."""
+    positive = interactions.rating == 1
+    users, items = interactions.user[positive], interactions.item[positive]
+    return sp.csr_matrix((np.ones(users.size, np.float32), (users, items)), shape=(data.n_users, data.n_items))
+
+
 def _entries(matrix: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in `users`, item) of the positive entries of those users' rows, rows ascending."""
     starts, ends = matrix.indptr[users], matrix.indptr[users + 1]
     lengths = ends - starts
     rows = np.repeat(np.arange(users.size), lengths)
-    offsets = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+    # Entry j of a row sits at its row start + (j - the row's first position in the output).
+    offsets = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     keep = matrix.data[offsets] > 0
     return rows[keep], matrix.indices[offsets][keep].astype(np.int64)
 
