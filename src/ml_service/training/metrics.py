@@ -3,8 +3,8 @@
 Lists are built as /user-items builds them (ml_service.ranking.rank_user): per item type, scored by the model
 (popularity for cold users), the user's training positives excluded (or demoted), top k with top_k's order
 (score descending, ties by lowest item index, also at the cut-off). Scoring and selection are batched across
-users: with seen_policy "exclude" the top k of a whole batch come from one partition per type, and the few rows
-where that could differ from top_k (a score tie at the cut-off, a non-finite model score) go through top_k itself;
+users: with seen_policy "exclude" the top k of a whole batch come from one partition per type (ties at the
+cut-off resolved as top_k does), and the rows with a non-finite model score go through top_k itself;
 "demote" ranks row by row with top_k. Relevant items are the user's held-out positives (rating 1) of that type;
 relevance is binary. Metrics are computed on the (pairs x k) lists with array operations, summed in the same
 order as a per-pair loop, so the numbers are bit-for-bit those of the straightforward per-user evaluation.
@@ -198,14 +198,14 @@ def _lists(
 ) -> tuple[np.ndarray, np.ndarray]:
     """rank_user's top-k lists among `candidates` for the batch `rows`: (items, listed) of shape (rows, <=k).
 
-    With "exclude", `scores` has the seen items at -inf and the lists come from _top_k_rows; its inexact rows
-    and rows with non-finite model scores (`finite` False) are ranked one by one with top_k, as "demote" is.
+    With "exclude", `scores` has the seen items at -inf and the lists come from _top_k_rows; rows with
+    non-finite model scores (`finite` False) are ranked one by one with top_k, as every row is with "demote".
     """
     width = min(k, candidates.size)
     if seen_policy == EXCLUDE:
-        positions, listed, exact = _top_k_rows(_block(scores, rows, candidates), k)
+        positions, listed = _top_k_rows(_block(scores, rows, candidates), k)
         ranked = candidates[positions]
-        redo = np.flatnonzero(~(exact & finite[rows]))
+        redo = np.flatnonzero(~finite[rows])
     else:
         ranked = np.zeros((rows.size, width), dtype=np.int64)
         listed = np.zeros((rows.size, width), dtype=bool)
@@ -218,13 +218,13 @@ def _lists(
     return ranked, listed
 
 
-def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row, the column positions of the min(k, columns) best scores, best first, ties by lowest column.
+def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """top_k of every row of a finite score matrix whose -inf entries are not candidates, as column positions.
 
-    Returns (positions, listed, exact): listed marks the entries holding a score above -inf (the excluded items
-    are -inf; a row lists fewer than k when fewer are left), exact marks the rows whose list is provably top_k's
-    on the listed columns: no score outside the list equals the k-th one. Rows with -inf or NaN model scores
-    are the caller's to redo.
+    Returns (positions, listed), both (rows, min(k, columns)): per row the best columns, score descending then
+    column ascending (ties at the cut-off included, as top_k resolves them), and which entries are part of the
+    list (a row lists fewer than k when fewer than k of its scores are above -inf). Rows holding -inf or NaN
+    model scores are the caller's to redo.
     """
     n_rows, n_cols = scores.shape
     width = min(k, n_cols)
@@ -234,25 +234,37 @@ def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.
         floor = np.maximum(kth, np.finfo(scores.dtype).min)
         chosen = scores >= floor[:, None]
     else:
+        floor = np.full(n_rows, -np.inf, dtype=scores.dtype)
         chosen = scores > -np.inf
-    flat = np.flatnonzero(chosen)  # row-major; 10x faster than a 2-d np.nonzero
+    flat = np.flatnonzero(chosen)  # row-major, so columns ascend within a row; 10x faster than a 2-d nonzero
     rows = flat // n_cols
     cols = flat - rows * n_cols
+    values = scores[rows, cols]
     counts = np.bincount(rows, minlength=n_rows)
-    exact = counts <= k  # more than k: scores tied at the cut-off, where top_k takes the lowest indices
-    if not exact.all():
-        keep = exact[rows]
-        rows, cols = rows[keep], cols[keep]
-    counts = np.where(exact, counts, 0)
+    if (counts > k).any():  # scores tied at the cut-off
+        keep = _lowest_tied(rows, values, counts, floor, k)
+        rows, cols, values = rows[keep], cols[keep], values[keep]
+        counts = np.bincount(rows, minlength=n_rows)
     slots = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
     positions = np.zeros((n_rows, width), dtype=np.int64)
     keys = np.full((n_rows, width), np.inf)  # sort key -score; unused slots sort last
     positions[rows, slots] = cols
-    keys[rows, slots] = -scores[rows, cols].astype(np.float64)
+    keys[rows, slots] = -values.astype(np.float64)
     order = np.lexsort((positions, keys), axis=1)
     listed = np.zeros((n_rows, width), dtype=bool)
     listed[rows, slots] = True
-    return np.take_along_axis(positions, order, axis=1), np.take_along_axis(listed, order, axis=1), exact
+    return np.take_along_axis(positions, order, axis=1), np.take_along_axis(listed, order, axis=1)
+
+
+def _lowest_tied(rows: np.ndarray, values: np.ndarray, counts: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
+    """Which row-major entries (scores >= their row's k-th score) top_k keeps: in a row with more than k, all
+    the scores above the k-th and, of those equal to it, the lowest columns up to k in all."""
+    at_cutoff = (counts > k)[rows] & (values == kth[rows])
+    running = np.concatenate(([0], np.cumsum(at_cutoff)))  # running[j] = tied entries before entry j
+    row_starts = np.cumsum(counts) - counts
+    tie_rank = running[1:] - running[row_starts][rows]  # 1, 2, ... along a row's tied entries
+    above = counts - np.bincount(rows[at_cutoff], minlength=counts.size)
+    return ~at_cutoff | (tie_rank <= (k - above)[rows])
 
 
 def _block(scores: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
