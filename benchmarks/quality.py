@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 RESULTS = Path(__file__).parent / "results"
+PAUSE = Path(__file__).parent / ".cache" / "PAUSE"
 ALGORITHMS = (
     "popular", "mf", "partial", "hybrid", "partial+id", "hybrid+id", "als", "ease", "knn", "auto", "auto+id",
     "reference-mf", "reference-partial", "reference-hybrid",
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", default="latest", choices=("latest", "random"),
                         help="hold-out used inside training for tuning and auto (the service's ML_VALIDATION_PROTOCOL)")
     parser.add_argument("--out", type=Path, default=RESULTS / "quality.json")
+    parser.add_argument("--resume", action="store_true", help="skip runs already in --out without an error")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -104,11 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.datasets:
         dataset(name)  # prepare once, outside the timed runs
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    def done_before(r: dict) -> bool:
+        return args.resume and "error" not in r and (r.get("validation", "random") == args.validation
+                                                     or r["algorithm"].startswith("reference-"))
+
     rows = [r for r in previous.get("results", [])
-            if not (r["dataset"] in args.datasets and r["protocol"] in args.protocols and r["algorithm"] in args.algorithms)]
+            if done_before(r) or not (r["dataset"] in args.datasets and r["protocol"] in args.protocols
+                                      and r["algorithm"] in args.algorithms)]
+    finished = {(r["dataset"], r["protocol"], r["algorithm"]) for r in rows if done_before(r)}
     for name in args.datasets:
         for protocol in args.protocols:
             for algorithm in args.algorithms:
+                if (name, protocol, algorithm) in finished:
+                    continue
+                while PAUSE.exists():  # another benchmark needs a quiet machine; wait between runs, never during one
+                    time.sleep(5)
                 command = [sys.executable, __file__, "--one", "--datasets", name, "--protocols", protocol,
                            "--algorithms", algorithm, "--threads", str(args.threads), "--budget", str(args.budget),
                            "--validation", args.validation]

@@ -49,9 +49,9 @@ request = function()
   end
 end
 done = function(summary, latency, requests)
-  io.write(string.format("JSON {\"requests\": %d, \"errors\": %d, \"non2xx\": %d, \"timeouts\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"mean_ms\": %.3f, \"duration_s\": %.3f}\n",
+  io.write(string.format("JSON {\"requests\": %d, \"errors\": %d, \"connect_errors\": %d, \"read_errors\": %d, \"write_errors\": %d, \"non2xx\": %d, \"timeouts\": %d, \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"mean_ms\": %.3f, \"duration_s\": %.3f}\n",
     summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout,
-    summary.errors.status, summary.errors.timeout,
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout,
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000, latency.mean / 1000, summary.duration / 1e6))
 end
 """
@@ -142,7 +142,7 @@ def run_wrk(url: str, key: str, route: str, concurrency: int, seconds: int, n_us
     stamp = str(int(time.time()))
     env = {**os.environ, "BENCH_USERS": str(n_users), "BENCH_ITEMS": str(n_items), "BENCH_ROUTE": route,
            "BENCH_TIME": stamp, "BENCH_TOKEN": make_token(stamp, key)}
-    threads = min(concurrency, 2)
+    threads = min(concurrency, int(os.environ.get("BENCH_WRK_THREADS", "2")))  # wrk shares the 2 cores
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
                           "-s", str(lua), url], env=env, capture_output=True, text=True, check=True).stdout
     stats = json.loads(re.search(r"^JSON (.*)$", out, re.M).group(1))  # type: ignore[union-attr]
@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                         row = {"workers": workers, "route": route, "concurrency": concurrency, **stats}
                         results["http"].append(row)
                         print(f"workers={workers} {route:13s} c={concurrency:3d} {stats['requests_per_s']:8.0f} req/s "
-                              f"p50={stats['p50_ms']:.2f}ms p99={stats['p99_ms']:.2f}ms errors={stats['errors']}", flush=True)
+                              f"p50={stats['p50_ms']:.2f}ms p99={stats['p99_ms']:.2f}ms errors={stats['errors']} "
+                              f"(connect {stats['connect_errors']}, read {stats['read_errors']}, timeout {stats['timeouts']}, "
+                              f"non-2xx {stats['non2xx']})", flush=True)
             finally:
                 server.terminate()
                 server.wait(30)
