@@ -55,9 +55,11 @@ def open_sockets(addresses: tuple[BindAddress, ...]) -> list[socket.socket]:
 
 def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
     """Run the HTTP service in the foreground until SIGINT/SIGTERM (what start.sh, Docker and systemd call)."""
+    from ml_service.logs import configure_logging
     from ml_service.store import ModelStore
 
     settings.ensure_dirs()
+    configure_logging(settings.logs_dir)  # the scheduler logs from this (supervisor) process
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     scheduler: Scheduler | None = None
     if with_scheduler:
