@@ -139,6 +139,7 @@ def _random_case(seed: int, flavour: str, articles: int = 14) -> tuple[TrainedMo
     order = rng.permutation(len(pairs))
     held = {pairs[j] for j in order[: len(pairs) // 4]}
     train_rows = [(u, i, int(rng.random() < 0.8)) for u, i in pairs if (u, i) not in held]
+    train_rows = [train_rows[j] for j in rng.permutation(len(train_rows))]  # exports are not in user order
     test_rows = [(u, i, int(rng.random() < 0.85)) for u, i in sorted(held)]
     train, test = _interactions(train_rows), _interactions(test_rows)
     data = TenantData("t", users, items, train)
