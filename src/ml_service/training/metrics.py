@@ -12,6 +12,7 @@ order as a per-pair loop, so the numbers are bit-for-bit those of the straightfo
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -154,13 +155,11 @@ class _RankMetrics:
             return np.zeros(0)
         width = hits.shape[1]
         if width < 63:  # rows as bit codes: np.unique on integers is 10x faster than on rows
-            bits = np.arange(width)
-            codes, inverse = np.unique(hits.astype(np.int64) @ (1 << bits), return_inverse=True)
-            patterns = ((codes[:, None] >> bits) & 1).astype(bool)
+            codes, inverse = np.unique(hits.astype(np.int64) @ (1 << np.arange(width)), return_inverse=True)
+            per_pattern = np.array([_pattern_dcg(int(code), self.k) for code in codes])
         else:
             patterns, inverse = np.unique(hits, axis=0, return_inverse=True)
-        discounts = self.discounts[:width]
-        per_pattern = np.array([float(discounts[pattern].sum()) for pattern in patterns])
+            per_pattern = np.array([float(self.discounts[:width][pattern].sum()) for pattern in patterns])
         return per_pattern[inverse.reshape(-1)]
 
     def summary(self) -> tuple[dict[str, dict[str, float | int]], np.ndarray, int]:
@@ -177,6 +176,13 @@ class _RankMetrics:
     def coverage(self) -> float:
         n_items = self.recommended.size
         return float(self.recommended.sum() / n_items) if n_items else 0.0
+
+
+@functools.lru_cache(maxsize=65536)
+def _pattern_dcg(code: int, k: int) -> float:
+    """DCG@k of the hit pattern `code` (bit r set = a hit at rank r), summed as discounts[hits].sum() is."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    return float(discounts[[rank for rank in range(code.bit_length()) if code >> rank & 1]].sum())
 
 
 class _BatchEntries:
