@@ -127,6 +127,13 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
         }
         model.info["tuning"] = {"fits": tuned.fits, "seconds": round(tuned.seconds, 3)}
         msg, state, used = "success", "trained", name
+    if data.n_items > 0 and len(data.interactions) > 0:
+        from ml_service.models.similarity import POPULARITY_EXPONENT, similar_item_vectors
+
+        # Similar items come from co-occurrence for every algorithm: it measured better than any model's own
+        # item vectors (benchmarks/results/similar_items.json).
+        model.similarity_vectors, model.item_warm = similar_item_vectors(data, data.interactions, seed=settings.seed)
+        model.info["similar_items"] = {"method": "co-occurrence", "popularity_exponent": POPULARITY_EXPONENT}
     if model.content_vectors is None and data.n_items > 0:
         from ml_service.data.features import item_content_vectors
 
