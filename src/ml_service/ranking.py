@@ -17,7 +17,11 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
     """Indices from `candidates` with the n highest scores, best first (argpartition, then a sort of n)."""
     if n <= 0 or candidates.size == 0:
         return candidates[:0]
-    values = scores[candidates]
+    return candidates[_top_positions(scores[candidates], candidates, n)]
+
+
+def _top_positions(values: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
+    """Positions in `values` (the scores of `candidates`, n >= 1, not empty) of top_k's answer, in its order."""
     if n < candidates.size:
         part = np.argpartition(-values, n - 1)[:n]
         # argpartition picks arbitrarily among scores tied at the cut-off: take every tied one, then the
@@ -27,8 +31,7 @@ def top_k(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
             part = np.flatnonzero(values >= cutoff)
     else:
         part = np.arange(candidates.size)
-    order = part[np.lexsort((candidates[part], -values[part]))][:n]  # ties: lower index first
-    return candidates[order]
+    return part[np.lexsort((candidates[part], -values[part]))][:n]  # ties: lower index first
 
 
 def rank_user(
@@ -40,21 +43,26 @@ def rank_user(
     seen_policy: str = EXCLUDE,
     type_items: np.ndarray | None = None,
     type_factors: np.ndarray | None = None,
+    type_biases: np.ndarray | None = None,
+    type_popularity: np.ndarray | None = None,
 ) -> list[tuple[int, float]]:
     """The n best items of `item_type` for a user index (None = unknown user: popularity), with scores.
 
     `type_items` may pass the precomputed indices of items of that type (the index caches them), and
     `type_factors` the contiguous rows item_factors[type_items] of a factors model: then only the items of
     the type are scored (the same dot products as score_users, 5x less work with five types).
+    `type_biases` (item_biases[type_items] as float32) and `type_popularity` (the popularity scores of
+    type_items as float32) are further precomputed slices; none of them changes the answer.
     """
     if type_items is None:
         type_items = np.flatnonzero(np.asarray(model.item_types) == item_type)
+    # `values` holds the scores of type_items, position by position.
     if user is None or (model.user_cold is not None and model.user_cold[user]):
-        scores = _popularity(model)
+        values = type_popularity if type_popularity is not None else _popularity(model)[type_items]
     elif type_factors is not None and model.kind == FACTORS:
-        scores = _score_type_items(model, user, type_items, type_factors)
+        values = _score_type_items(model, user, type_items, type_factors, type_biases)
     else:
-        scores = score_users(model, np.array([user]))[0]
+        values = score_users(model, np.array([user]))[0][type_items]
     candidates = type_items
     if user is not None and model.positives is not None:
         seen = _positive_items(model.positives, user)
@@ -63,48 +71,68 @@ def rank_user(
             seen_mask[seen] = True
             is_seen = seen_mask[candidates]
             if seen_policy == EXCLUDE:
-                candidates = candidates[~is_seen]
+                if is_seen.any():
+                    keep = ~is_seen
+                    candidates, values = candidates[keep], values[keep]
             elif is_seen.any() and (~is_seen).any():
-                unseen_scores = scores[candidates[~is_seen]]
-                scores = scores.copy()
-                scores[candidates[is_seen]] -= REFERENCE_DEMOTION * float(unseen_scores.max() - unseen_scores.min())
-    chosen = top_k(scores, candidates, n)
-    return [(int(i), float(scores[i])) for i in chosen]
+                unseen_values = values[~is_seen]
+                values = values.copy()
+                values[is_seen] -= REFERENCE_DEMOTION * float(unseen_values.max() - unseen_values.min())
+    if n <= 0 or candidates.size == 0:
+        return []
+    chosen = _top_positions(values, candidates, n)
+    return list(zip(candidates[chosen].tolist(), values[chosen].tolist()))
 
 
-def rank_similar(model: TrainedModel, item: int, n: int, *, family_items: np.ndarray | None = None) -> list[tuple[int, float]]:
+def rank_similar(
+    model: TrainedModel,
+    item: int,
+    n: int,
+    *,
+    family_items: np.ndarray | None = None,
+    family_vectors: np.ndarray | None = None,
+    family_content: np.ndarray | None = None,
+) -> list[tuple[int, float]]:
     """The n items of the target's family most similar to it (cosine), never the target itself (D2).
 
     Warm targets use the model's item vectors; targets without interactions use content vectors when present.
+    `family_vectors` / `family_content` may pass the contiguous float32 rows similarity_vectors[family_items] /
+    content_vectors[family_items] (the index caches them): scoring is then one product on that block.
     """
     family = TYPE_FAMILY[int(model.item_types[item])]
     if family_items is None:
         fam = np.asarray([TYPE_FAMILY[t] for t in range(len(TYPE_FAMILY))])[np.asarray(model.item_types)]
         family_items = np.flatnonzero(fam == family)
-    vectors = model.similarity_vectors
+    vectors, block = model.similarity_vectors, family_vectors
     warm = model.item_warm is None or bool(model.item_warm[item])
     if (not warm or vectors is None) and model.content_vectors is not None:
-        vectors = model.content_vectors
+        vectors, block = model.content_vectors, family_content
     if vectors is None:
         return []
-    candidates = family_items[family_items != item]
-    scores = np.zeros(model.n_items, dtype=np.float32)
-    scores[candidates] = np.asarray(vectors[candidates], dtype=np.float32) @ np.asarray(vectors[item], dtype=np.float32)
-    chosen = top_k(scores, candidates, n)
-    return [(int(i), float(scores[i])) for i in chosen]
+    if block is None:
+        block = np.asarray(vectors[family_items], dtype=np.float32)
+    # The whole family block, the target's own row included, then the target dropped: one product either way,
+    # so the precomputed block and this gather give bit-identical scores (as the batch i2i file computes them).
+    keep = family_items != item
+    values = (block @ np.asarray(vectors[item], dtype=np.float32))[keep]
+    candidates = family_items[keep]
+    if n <= 0 or candidates.size == 0:
+        return []
+    chosen = _top_positions(values, candidates, n)
+    return list(zip(candidates[chosen].tolist(), values[chosen].tolist()))
 
 
-def _score_type_items(model: TrainedModel, user: int, type_items: np.ndarray, type_factors: np.ndarray) -> np.ndarray:
-    """score_users for one user restricted to `type_items` (other entries 0), from precomputed factor rows."""
+def _score_type_items(
+    model: TrainedModel, user: int, type_items: np.ndarray, type_factors: np.ndarray, type_biases: np.ndarray | None = None
+) -> np.ndarray:
+    """score_users for one user at `type_items` (position by position), from precomputed factor rows."""
     assert model.user_factors is not None
     part = type_factors @ np.asarray(model.user_factors[user], dtype=np.float32)
     if model.item_biases is not None:
-        part += np.asarray(model.item_biases, dtype=np.float32)[type_items]
+        part += type_biases if type_biases is not None else np.asarray(model.item_biases, dtype=np.float32)[type_items]
     if model.user_biases is not None:
         part += np.float32(model.user_biases[user])
-    scores = np.zeros(model.n_items, dtype=np.float32)
-    scores[type_items] = part
-    return scores
+    return part
 
 
 def _positive_items(positives: object, user: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ def plain_arrays(model: TrainedModel) -> TrainedModel:
     return dataclasses.replace(model, **changes) if changes else model
 
 
+def _rows(array: Any, rows: np.ndarray) -> np.ndarray | None:
+    """array[rows] as a contiguous float32 copy (None stays None)."""
+    return None if array is None else np.ascontiguousarray(np.asarray(array)[rows], dtype=np.float32)
+
+
 class TenantIndex:
     """One tenant's model plus the lookups computed once at load: id -> index, items per type and family."""
 
@@ -64,13 +70,25 @@ class TenantIndex:
         self.type_items: tuple[np.ndarray, ...] = tuple(np.flatnonzero(item_types == t) for t in range(len(ITEM_TYPES)))
         self.family_items: dict[int, np.ndarray] = {f: np.flatnonzero(families == f) for f in sorted(set(TYPE_FAMILY))}
         self.wire_ids: list[str] = [wire_id(iid) for iid in model.item_ids]
+        # The same ids as JSON strings (quotes, escapes), so a response body is joined rather than encoded.
+        self.json_wire_ids: list[str] = [json.dumps(wid, ensure_ascii=True) for wid in self.wire_ids]
         # Contiguous item-factor rows per type: /user-items then scores only the requested type's items.
+        factors = model.kind == FACTORS and model.item_factors is not None
         self.type_factors: tuple[np.ndarray | None, ...] = tuple(
-            np.ascontiguousarray(np.asarray(model.item_factors)[rows], dtype=np.float32)
-            if model.kind == FACTORS and model.item_factors is not None
-            else None
-            for rows in self.type_items
+            _rows(model.item_factors, rows) if factors else None for rows in self.type_items
         )
+        self.type_biases: tuple[np.ndarray | None, ...] = tuple(
+            _rows(model.item_biases, rows) if factors else None for rows in self.type_items
+        )
+        popularity = np.asarray(model.popularity if model.popularity is not None else np.zeros(len(item_types)), np.float32)
+        self.type_popularity: tuple[np.ndarray, ...] = tuple(_rows(popularity, rows) for rows in self.type_items)
+        # Contiguous similarity / content vectors per family: /similar-items is one product on one block.
+        self.family_vectors: dict[int, np.ndarray | None] = {
+            f: _rows(model.similarity_vectors, rows) for f, rows in self.family_items.items()
+        }
+        self.family_content: dict[int, np.ndarray | None] = {
+            f: _rows(model.content_vectors, rows) for f, rows in self.family_items.items()
+        }
 
     @property
     def n_users(self) -> int:
@@ -108,6 +126,8 @@ class TenantIndex:
             seen_policy=seen_policy,
             type_items=self.type_items[type_index],
             type_factors=self.type_factors[type_index],
+            type_biases=self.type_biases[type_index],
+            type_popularity=self.type_popularity[type_index],
         )
 
     def user_items(self, user_id: str, item_type: str, n: int, seen_policy: str = EXCLUDE) -> list[tuple[str, float]]:
@@ -121,7 +141,14 @@ class TenantIndex:
         if item is None:
             return None
         family = TYPE_FAMILY[int(self.model.item_types[item])]
-        return rank_similar(self.model, item, n, family_items=self.family_items[family])
+        return rank_similar(
+            self.model,
+            item,
+            n,
+            family_items=self.family_items[family],
+            family_vectors=self.family_vectors[family],
+            family_content=self.family_content[family],
+        )
 
     def similar_items(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
         """(prefixed item id, cosine) of the items most similar to the target, or None for an unknown item."""

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ml_service.api.errors import framework_error
+from ml_service.api.responses import QueryRoute, json_headers, query_params
 
 access_log = logging.getLogger("ml_service.access")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -59,8 +60,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             client = scope.get("client")
-            access_log.info(
-                "%s %s %s%s %d %.2fms",
+            args = (
                 client[0] if client else "-",
                 scope["method"],
                 scope["path"],
@@ -68,27 +68,42 @@ class AccessLogMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000.0,
             )
+            # makeRecord + handle is logger.info without the search for the caller's frame (half its cost).
+            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, _LINE, args, None, "access"))
+
+
+_LINE = "%s %s %s%s %d %.2fms"
 
 
 class DispatchMiddleware:
     """HEAD is served as GET (the server drops the body); OPTIONS on a known path is 200 with `Allow`; GET on
-    a hot route calls its endpoint directly.
+    a hot route is answered here.
 
     The hot routes (/user-items, /similar-items) are also registered on the FastAPI app (for /docs and as the
-    fallback), but calling them here skips routing and dependency solving: about a third of the per-request
-    cost at thousands of requests per second. Exceptions still reach the app's 500 handler.
+    fallback), but answering them here skips routing, dependency solving and Starlette's Request and Response
+    objects: a QueryRoute gets the parsed query string and its (status, body) goes out as two ASGI messages.
+    Exceptions still reach the app's 500 handler.
     """
 
     def __init__(
-        self, app: ASGIApp, known_paths: Collection[str], fast_routes: Mapping[str, Endpoint] | None = None
+        self, app: ASGIApp, known_paths: Collection[str], fast_routes: Mapping[str, QueryRoute | Endpoint] | None = None
     ) -> None:
         self.app = app
         self.known_paths = frozenset(known_paths)
-        self.fast_routes = dict(fast_routes or {})
+        routes = dict(fast_routes or {})
+        self.query_routes = {path: r.handle for path, r in routes.items() if isinstance(r, QueryRoute)}
+        self.fast_routes = {path: r for path, r in routes.items() if not isinstance(r, QueryRoute)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             method = scope["method"]
+            if method == "GET" or method == "HEAD":
+                handle = self.query_routes.get(scope["path"])
+                if handle is not None:
+                    status, body = handle(query_params(scope["query_string"]))
+                    await send({"type": "http.response.start", "status": status, "headers": json_headers(body)})
+                    await send({"type": "http.response.body", "body": body})
+                    return
             if method == "HEAD":
                 scope = dict(scope, method="GET")
                 method = "GET"
