@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import uvicorn
 
 from ml_service.auth import signed_headers
+from ml_service.http_protocol import CoalescingHttpToolsProtocol
 from ml_service.models.base import TrainedModel
 
 KEY = "test-secret-key-0123"
@@ -127,11 +128,20 @@ def wire(pairs: list[tuple[str, float]]) -> list[list[str]]:
 
 
 class RunningServer:
-    """A real uvicorn server on 127.0.0.1 and a free port, in a thread, with the app's lifespan."""
+    """A real uvicorn server on 127.0.0.1 and a free port, in a thread, with the app's lifespan and the service's
+    HTTP protocol."""
 
     def __init__(self, app: Any) -> None:
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="on")
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                http=CoalescingHttpToolsProtocol,  # the protocol `ml-service serve` runs
+            )
         )
         self.thread = threading.Thread(target=self.server.run, name="test-uvicorn", daemon=True)
 

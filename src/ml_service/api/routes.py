@@ -61,7 +61,7 @@ def wire_items(index: TenantIndex, ranked: list[tuple[int, float]]) -> bytes:
     """`{"items":[[id,score],...],"success":true}`, ids stripped of type names and ` .4f` scores, as the bytes
     dump_json would give (the ids are JSON-encoded once at load; a formatted score never needs escaping)."""
     ids = index.json_wire_ids
-    items = ",".join(["[%s,\"%s\"]" % (ids[i], format(score, " .4f")) for i, score in ranked])
+    items = ",".join(['[%s,"% .4f"]' % (ids[i], score) for i, score in ranked])  # `% .4f` is format(s, " .4f")
     return ('{"items":[' + items + '],"success":true}').encode("ascii")
 
 
