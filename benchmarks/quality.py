@@ -42,7 +42,10 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     from ml_service.training.metrics import evaluate
     from ml_service.training.split import holdout_split
 
-    identity = algorithm.endswith("+id")  # "partial+id": the same algorithm with identity feature columns
+    from ml_service.config import Settings
+
+    # "partial+id": the same algorithm with identity feature columns; `auto` runs as the service runs it.
+    identity = algorithm.endswith("+id") or (algorithm == "auto" and Settings().identity_features)
     algorithm = algorithm.removesuffix("+id")
     folder = dataset(dataset_name)
     data = load_tenant(FolderSource(folder).fetch().files("0"))
@@ -74,7 +77,8 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     seconds = time.monotonic() - started
     metrics = evaluate(model, data, split)
     return {
-        "dataset": dataset_name, "protocol": protocol, "algorithm": algorithm + ("+id" if identity else ""),
+        "dataset": dataset_name, "protocol": protocol,
+        "algorithm": algorithm + ("+id" if identity and algorithm != "auto" else ""), "identity_features": identity,
         "train_seconds": round(seconds, 2), "validation": validation,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "users": data.n_users, "items": data.n_items, "interactions": len(data.interactions),
