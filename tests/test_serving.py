@@ -146,3 +146,42 @@ def test_polling_thread_picks_up_a_publish(tmp_path: Path) -> None:
         assert recommender.index("0") is not None
     finally:
         recommender.stop_polling()
+
+
+def test_precomputed_blocks_are_the_model_rows(index: TenantIndex) -> None:
+    model = index.model
+    for t, rows in enumerate(index.type_items):
+        assert np.array_equal(index.type_biases[t], model.item_biases[rows])
+        assert np.array_equal(index.type_popularity[t], model.popularity[rows])
+    for family, rows in index.family_items.items():
+        for block, vectors in ((index.family_vectors[family], model.similarity_vectors), (index.family_content[family], model.content_vectors)):
+            assert block is not None and block.flags.c_contiguous and block.dtype == np.float32
+            assert np.array_equal(block, vectors[rows])
+    assert index.json_wire_ids[:2] == ['"1"', '"2"']
+
+
+def test_index_answers_equal_the_plain_ranking_functions(index: TenantIndex) -> None:
+    """The index's blocks change nothing: the same lists as rank_user / rank_similar given only the model."""
+    from ml_service.ranking import rank_similar, rank_user
+
+    model = index.model
+    for item, item_id in enumerate(model.item_ids):
+        assert index.rank_similar(item_id, 10) == rank_similar(model, item, 10)
+    for user_id in [*model.user_ids, "404"]:
+        user = index.find_user(user_id)
+        for item_type, t in TYPE_INDEX.items():
+            for policy in ("exclude", "demote"):
+                got = index.rank_user(user_id, item_type, 10, policy)
+                want = rank_user(model, user, t, 10, seen_policy=policy)
+                assert [i for i, _ in got] == [i for i, _ in want]
+                assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-6)
+
+
+def test_index_without_optional_parts(index: TenantIndex) -> None:
+    """A model without biases, popularity, content vectors: the index builds and still ranks."""
+    model = make_model(seed=1)
+    model.item_biases = model.user_biases = model.popularity = model.content_vectors = None
+    bare = TenantIndex("0", "v", model, {})
+    assert bare.type_biases[0] is None and bare.family_content[0] is None
+    assert [s for _, s in bare.user_items("404", "container_course", 3)] == [0.0, 0.0, 0.0]  # cold, no popularity
+    assert _ids(bare.similar_items("engage_microlearning13", 3) or []) != []  # cold item falls back to model vectors

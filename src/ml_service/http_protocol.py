@@ -25,11 +25,12 @@ class WriteCoalescer:
         self._pending: list[bytes] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        data = data if type(data) is bytes else bytes(data)  # a caller's bytearray may change after the call
         if self._pending is None:
-            self._pending = [bytes(data)]
+            self._pending = [data]
             self._loop.call_soon(self.flush)
         else:
-            self._pending.append(bytes(data))
+            self._pending.append(data)
 
     def flush(self) -> None:
         """Hand what was written so far to the real transport (a no-op when nothing is pending)."""
