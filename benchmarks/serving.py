@@ -82,9 +82,13 @@ def build_model(n_users: int, n_items: int, k: int, seed: int = 1):  # type: ign
     ), item_ids
 
 
-def in_process(model, repeats: int = 2000) -> dict:  # type: ignore[no-untyped-def]
-    """Median time of rank_user / rank_similar vs the floor: one pass over the item vectors (a matrix-vector product)."""
+def in_process(model, repeats: int = 2000, served: bool = False) -> dict:  # type: ignore[no-untyped-def]
+    """Median time of rank_user / rank_similar vs the floor: one pass over the item vectors (a matrix-vector product).
+
+    `served` adds the same medians through TenantIndex (per-type and per-family blocks, what the API calls).
+    """
     from ml_service.ranking import rank_similar, rank_user
+    from ml_service.serving import TenantIndex
 
     rng = np.random.default_rng(3)
     type_items = {t: np.flatnonzero(model.item_types == t) for t in range(5)}
@@ -107,9 +111,20 @@ def in_process(model, repeats: int = 2000) -> dict:  # type: ignore[no-untyped-d
     user_items = timeit(lambda: rank_user(model, int(users[(j := next(it))]), int(j % 5), 10, type_items=type_items[int(j % 5)]))
     it = iter(range(repeats * 4))
     similar = timeit(lambda: rank_similar(model, int(items[(j := next(it))]), 10, family_items=family[int(model.item_types[items[j]])]))
-    return {"floor_item_vectors_pass_us": round(floor, 1), "user_items_us": round(user_items, 1),
-            "similar_items_us": round(similar, 1), "user_items_over_floor": round(user_items / floor, 2),
-            "similar_items_over_floor": round(similar / floor, 2)}
+    result = {"floor_item_vectors_pass_us": round(floor, 1), "user_items_us": round(user_items, 1),
+              "similar_items_us": round(similar, 1), "user_items_over_floor": round(user_items / floor, 2),
+              "similar_items_over_floor": round(similar / floor, 2)}
+    if served:
+        index = TenantIndex("0", "bench", model)
+        names = ("container_course", "container_workspace", "engage_article", "engage_microlearning", "totara_playlist")
+        it = iter(range(repeats * 4))
+        served_user = timeit(lambda: index.rank_user(model.user_ids[users[(j := next(it))]], names[j % 5], 10))
+        it = iter(range(repeats * 4))
+        served_similar = timeit(lambda: index.rank_similar(model.item_ids[items[next(it)]], 10))
+        result.update({"served_user_items_us": round(served_user, 1), "served_similar_items_us": round(served_similar, 1),
+                       "served_user_items_over_floor": round(served_user / floor, 2),
+                       "served_similar_items_over_floor": round(served_similar / floor, 2)})
+    return result
 
 
 def free_port() -> int:
@@ -159,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
+    parser.add_argument("--served-scoring", action="store_true",
+                        help="also time scoring through TenantIndex (the blocks the API uses) in the in-process part")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="limit this process's BLAS threads for the in-process part (the server uses 1 per worker)")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -166,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     from ml_service.store import ModelStore
 
     model, _ = build_model(args.users, args.items, args.factors)
-    results: dict = {"in_process": in_process(model), "http": []}
+    if args.blas_threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
+    results: dict = {"in_process": in_process(model, served=args.served_scoring), "http": []}
     print("in-process:", results["in_process"], flush=True)
     key = "bench-" + os.urandom(8).hex()
     with tempfile.TemporaryDirectory() as tmp:
