@@ -61,3 +61,14 @@ def test_access_log_survives_dictconfig(tmp_path: Path) -> None:
     logging.getLogger("ml_service.access").info("after dictConfig")
     flush()
     assert "after dictConfig" in (tmp_path / ACCESS_LOG).read_text()
+
+
+def test_access_timestamp_matches_logging_asctime() -> None:
+    import logging as std_logging
+
+    from ml_service.logs import log_timestamp
+
+    for now in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0421):
+        record = std_logging.LogRecord("x", std_logging.INFO, __file__, 0, "m", None, None)
+        record.created, record.msecs = now, int((now - int(now)) * 1000)
+        assert log_timestamp(now) == std_logging.Formatter("%(asctime)s").formatTime(record)

@@ -7,7 +7,9 @@ import logging.handlers
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 SERVICE_LOG = "service.log"
 ACCESS_LOG = "access.log"
@@ -55,9 +57,11 @@ class BatchRotatingFileHandler(logging.handlers.RotatingFileHandler):
     def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
 
-    def emit_batch(self, records: list[logging.LogRecord]) -> None:
+    def emit_batch(self, records: list[logging.LogRecord | str]) -> None:
         try:
-            text = "".join(self.format(record) + self.terminator for record in records)
+            text = "".join(
+                (record if isinstance(record, str) else self.format(record)) + self.terminator for record in records
+            )
             with self.lock:  # type: ignore[union-attr]
                 if self.stream is None:
                     self.stream = self._open()
@@ -81,7 +85,7 @@ class BackgroundHandler(logging.Handler):
         self.target = target
         self.interval_s = interval_s
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[logging.LogRecord | threading.Event] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[logging.LogRecord | str | threading.Event] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -103,6 +107,12 @@ class BackgroundHandler(logging.Handler):
             # start again, as a FileHandler reopens its file.
             self._start()
         self._queue.put(record)
+
+    def put_line(self, line: str) -> None:
+        """Queue a line that is already complete (timestamp included): the writer only joins and writes it."""
+        if self._thread is None:
+            self._start()
+        self._queue.put(line)
 
     def flush(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -128,7 +138,7 @@ class BackgroundHandler(logging.Handler):
             self._wake.wait(self.interval_s)
             self._wake.clear()
             stopping = stop.is_set()
-            batch: list[logging.LogRecord] = []
+            batch: list[logging.LogRecord | str] = []
             waiting: list[threading.Event] = []
             while True:
                 try:
@@ -148,6 +158,26 @@ class BackgroundHandler(logging.Handler):
                 event.set()
             if stopping:
                 return
+
+def access_line_sink(logger: logging.Logger) -> Callable[[str], None] | None:
+    """The put_line of the background handler on `logger`, or None when logging is configured another way."""
+    for handler in logger.handlers:
+        if isinstance(handler, BackgroundHandler):
+            return handler.put_line
+    return None
+
+
+_stamp_cache: tuple[int, str] = (-1, "")
+
+
+def log_timestamp(now: float) -> str:
+    """`2026-11-23 09:15:02,123` as logging's default asctime, with the seconds part formatted once a second."""
+    global _stamp_cache
+    second = int(now)
+    if _stamp_cache[0] != second:
+        _stamp_cache = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+    return f"{_stamp_cache[1]},{int((now - second) * 1000):03d}"
+
 
 def _file_handler(path: Path, fmt: str, max_bytes: int, backups: int) -> logging.Handler:
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")

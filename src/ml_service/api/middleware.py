@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from ml_service.api.errors import framework_error
 from ml_service.api.responses import QueryRoute, json_headers, query_params
+from ml_service.logs import access_line_sink, log_timestamp
 
 access_log = logging.getLogger("ml_service.access")
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -69,9 +70,13 @@ class AccessLogMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000.0,
             )
-            # makeRecord + handle is logger.info without the search for the caller's frame, and a line formatted
-            # here halves the work of the writer thread, whose batches otherwise hold the GIL for milliseconds.
-            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None, "access"))
+            sink = access_line_sink(access_log)
+            if sink is not None:
+                # The complete line, timestamp included, goes to the writer thread, which only joins and writes:
+                # formatting LogRecords there held the GIL for milliseconds per batch (the p99 of the service).
+                sink(f"{log_timestamp(time.time())} {line}")
+            else:
+                access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None, "access"))
 
 
 _LINE = "%s %s %s%s %d %.2fms"
