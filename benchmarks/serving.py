@@ -174,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
-    parser.add_argument("--served-scoring", action="store_true",
+    parser.add_argument("--served-scoring", action=argparse.BooleanOptionalAction, default=True,
                         help="also time scoring through TenantIndex (the blocks the API uses) in the in-process part")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="limit this process's BLAS threads for the in-process part (the server uses 1 per worker)")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="BLAS threads for the in-process part (default 1: what each server worker uses)")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=args.blas_threads, user_api="blas")
-    results: dict = {"in_process": in_process(model, served=args.served_scoring), "http": []}
+    results: dict = {"in_process": {**in_process(model, served=args.served_scoring), "blas_threads": args.blas_threads},
+                     "http": []}
     print("in-process:", results["in_process"], flush=True)
     key = "bench-" + os.urandom(8).hex()
     with tempfile.TemporaryDirectory() as tmp:
