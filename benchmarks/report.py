@@ -51,7 +51,9 @@ def ingest_section(d: dict) -> str:
 
 
 def quality_section(d: dict) -> str:
-    out = ["## Quality and training time", "", f"`{d['command']}` ({d['generated_at']}).", "",
+    commands = d.get("commands") or [d["command"]]
+    out = ["## Quality and training time", "", f"Generated {d['generated_at']} by:", "",
+           *[f"    {c}" for c in commands], "", *[f"- {note}" for note in d.get("notes", [])], "",
            "Held-out: 20 % of each qualifying learner's positives (seeded `random`, or each learner's `latest`); "
            "lists built exactly as `/user-items` serves them (per type, seen items excluded, n = 10). "
            "`reference-*` = the reference service's procedure (spec §6.5: WARP + adadelta, simulated annealing "
