@@ -8,7 +8,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel
+from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
 from ml_service.models.fields import confidence_matrix, normalise_rows, serving_fields
 from ml_service.models.registry import register
 
@@ -99,11 +99,9 @@ class ALSAlgorithm:
         item_factors[~fields["item_warm"]] = 0.0  # likewise for items nobody has touched: no made-up scores
         similarity = normalise_rows(item_factors)
         similarity[~fields["item_warm"]] = 0.0
-        return TrainedModel(
-            algorithm=self.name,
-            user_ids=list(data.users.ids),
-            item_ids=list(data.items.ids),
-            item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        return model_for(
+            data,
+            self.name,
             kind=FACTORS,
             user_factors=user_factors,
             item_factors=item_factors,

@@ -92,6 +92,17 @@ class TrainedModel:
                 raise ValueError(f"{name} has shape {got}, expected {tuple('any' if w is None else w for w in shape)}")
 
 
+def model_for(data: TenantData, algorithm: str, **arrays: Any) -> TrainedModel:
+    """A TrainedModel over `data`'s users and items (ids and types in file order) holding the given arrays."""
+    return TrainedModel(
+        algorithm=algorithm,
+        user_ids=list(data.users.ids),
+        item_ids=list(data.items.ids),
+        item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        **arrays,
+    )
+
+
 def score_users(model: TrainedModel, users: np.ndarray) -> np.ndarray:
     """Raw model scores (len(users), n_items) float32: the one scoring function serving and evaluation share."""
     users = np.asarray(users, dtype=np.int64)

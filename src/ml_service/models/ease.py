@@ -10,7 +10,7 @@ import scipy.linalg.lapack
 from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import ITEM_ITEM, FitContext, TrainedModel
+from ml_service.models.base import FitContext, ITEM_ITEM, TrainedModel, model_for
 from ml_service.models.fields import cooccurrence_embedding, history_matrix, serving_fields
 from ml_service.models.registry import register
 
@@ -64,11 +64,9 @@ class EASEAlgorithm:
             item_item = ease_weights(history, lam)
         fields = serving_fields(data, train, ctx)
         user_cold = np.diff(history.indptr) == 0
-        return TrainedModel(
-            algorithm=self.name,
-            user_ids=list(data.users.ids),
-            item_ids=list(data.items.ids),
-            item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        return model_for(
+            data,
+            self.name,
             kind=ITEM_ITEM,
             item_item=item_item,
             history=history,

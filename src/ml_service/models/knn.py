@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import ITEM_ITEM, FitContext, TrainedModel
+from ml_service.models.base import FitContext, ITEM_ITEM, TrainedModel, model_for
 from ml_service.models.ease import CatalogueTooLarge
 from ml_service.models.fields import cooccurrence_embedding, history_matrix, serving_fields
 from ml_service.models.registry import register
@@ -60,11 +60,9 @@ class ItemKNNAlgorithm:
             similarity[np.ix_(~warm, ~warm)] = 0.0
             np.fill_diagonal(similarity, 0.0)
         item_item = keep_top_neighbours(similarity, neighbours)
-        return TrainedModel(
-            algorithm=self.name,
-            user_ids=list(data.users.ids),
-            item_ids=list(data.items.ids),
-            item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        return model_for(
+            data,
+            self.name,
             kind=ITEM_ITEM,
             item_item=item_item,
             history=history,

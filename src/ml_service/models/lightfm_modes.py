@@ -20,7 +20,7 @@ from lightfm import LightFM
 
 from ml_service.data.features import FeatureSet, build_features, user_side_matrix
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel
+from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
 from ml_service.models.popular import popularity_scores, positives_matrix, warm_items
 from ml_service.models.projection import project_cold_users
 from ml_service.models.registry import register
@@ -141,11 +141,9 @@ class LightFMAlgorithm:
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
         similarity = np.divide(item_vectors, norms, out=np.zeros_like(item_vectors), where=norms > 0)
         data = shared.data
-        return TrainedModel(
-            algorithm=self.name,
-            user_ids=list(data.users.ids),
-            item_ids=list(data.items.ids),
-            item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        return model_for(
+            data,
+            self.name,
             kind=FACTORS,
             user_factors=np.array(user_vectors, dtype=np.float32, copy=True),
             item_factors=item_vectors,

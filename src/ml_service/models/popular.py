@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel
+from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
 from ml_service.models.registry import register
 
 DEFAULT_HALF_LIFE_DAYS = 30.0
@@ -62,11 +62,9 @@ class PopularAlgorithm:
         half_life = float(params.get("half_life_days", DEFAULT_HALF_LIFE_DAYS))
         popularity = popularity_scores(train, data.n_items, half_life)
         # One zero column rather than none: zero-size arrays cannot be memory-mapped by the store.
-        return TrainedModel(
-            algorithm=self.name,
-            user_ids=list(data.users.ids),
-            item_ids=list(data.items.ids),
-            item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        return model_for(
+            data,
+            self.name,
             kind=FACTORS,
             user_factors=np.zeros((data.n_users, 1), dtype=np.float32),
             item_factors=np.zeros((data.n_items, 1), dtype=np.float32),
