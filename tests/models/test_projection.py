@@ -40,3 +40,17 @@ def test_beats_popularity_for_new_users() -> None:
     model = LightFMAlgorithm("mf").fit(data, split.train, {"epochs": 5}, FitContext(seed=0))
     assert model.info["projected_users"] == 40
     assert ndcg_at_k(model, data, split) > popular + 0.2
+
+
+def test_dense_solve_matches_sklearn_ridge() -> None:
+    """The normal-equation solve used for up to DENSE_SOLVE_MAX_FEATURES columns is sklearn's Ridge."""
+    from sklearn.linear_model import Ridge
+
+    from ml_service.models.projection import _ridge_normal_equations
+
+    rng = np.random.default_rng(0)
+    x = sp.random(400, 30, density=0.1, random_state=1, format="csr", dtype=np.float32)
+    y = rng.normal(size=(400, 5))
+    x_new = sp.random(50, 30, density=0.1, random_state=2, format="csr", dtype=np.float32)
+    expected = Ridge(alpha=1.0, fit_intercept=True).fit(x, y).predict(x_new)
+    assert np.allclose(_ridge_normal_equations(x, y, x_new, 1.0), expected, atol=1e-4)

@@ -84,3 +84,18 @@ def test_bad_arguments_are_reported() -> None:
         holdout_split(data, 1.5)
     with pytest.raises(ValueError, match="protocol"):
         holdout_split(data, protocol="oldest")
+
+
+def test_sample_test_users_keeps_train_and_whole_users() -> None:
+    from ml_service.training.split import Split, sample_test_users
+
+    users = np.repeat(np.arange(50), 4)
+    test = Interactions(users, np.tile(np.arange(4), 50), np.ones(200, np.int8), np.zeros(200, np.int64))
+    train = Interactions(np.arange(3), np.arange(3), np.ones(3, np.int8), np.zeros(3, np.int64))
+    split = Split(train, test)
+    sampled = sample_test_users(split, 10, seed=1)
+    assert sampled.train is train
+    kept = np.unique(sampled.test.user)
+    assert kept.size == 10 and len(sampled.test) == 40  # every kept user keeps all their held-out rows
+    assert np.array_equal(np.unique(sample_test_users(split, 10, seed=1).test.user), kept)  # seeded
+    assert sample_test_users(split, 50, seed=1) is split  # small enough: unchanged

@@ -84,12 +84,7 @@ def evaluate(
         seen_rows, seen_items = train_positives.batch(start // batch_size)
         if auc:
             assert train_any is not None
-            relevant_starts = np.searchsorted(relevant_rows, np.arange(batch.size + 1))
-            for row, user in enumerate(batch):
-                relevant = relevant_items[relevant_starts[row]:relevant_starts[row + 1]]
-                value = _auc(scores[row], relevant, _row(train_any, user), n_items)
-                if value is not None:
-                    auc_values.append(value)
+            auc_values.extend(_batch_auc(scores, batch, relevant_rows, relevant_items, train_any))
         is_relevant = np.zeros((batch.size, n_items), dtype=bool)
         is_relevant[relevant_rows, relevant_items] = True
         n_types = len(ITEM_TYPES)
@@ -329,6 +324,51 @@ def _rank(
             scores = scores.copy()
             scores[candidates[is_seen]] -= REFERENCE_DEMOTION * float(unseen_scores.max() - unseen_scores.min())
     return top_k(scores, candidates, n)
+
+
+def _batch_auc(
+    scores: np.ndarray, batch: np.ndarray, relevant_rows: np.ndarray, relevant_items: np.ndarray,
+    train_any: sp.csr_matrix,
+) -> list[float]:
+    """_auc of every row of the batch that has one, in row order, without sorting any row.
+
+    AUC = (negatives scored below a positive + half those tied with it, summed over positives) / (pos x neg),
+    the Mann-Whitney count behind _auc's rank sum. Each positive is compared with its row's negatives (the user's
+    items with neither a training interaction nor a held-out positive), which costs positives x items compares
+    instead of a sort per row. The counts are integers, so the values equal _auc's exactly. Rows with
+    non-finite scores of their own go through _auc.
+    """
+    n_rows, n_items = scores.shape
+    train_rows, train_items = _entries(train_any, batch)
+    is_train = np.zeros((n_rows, n_items), dtype=bool)
+    is_train[train_rows, train_items] = True
+    positive = ~is_train[relevant_rows, relevant_items]
+    pos_rows, pos_items = relevant_rows[positive], relevant_items[positive]
+    negatives = scores.copy()
+    negatives[is_train] = np.nan  # NaN compares False both ways: not a negative
+    negatives[pos_rows, pos_items] = np.nan
+    n_pos = np.bincount(pos_rows, minlength=n_rows)
+    n_neg = n_items - is_train.sum(axis=1) - n_pos
+    twice_wins = np.zeros(n_rows, dtype=np.int64)  # 2 x (below + half tied): an integer
+    slot = np.arange(pos_rows.size) - np.searchsorted(pos_rows, pos_rows)  # the positive's place in its row
+    for q in range(int(slot.max()) + 1 if slot.size else 0):
+        at = slot == q
+        rows, positive_scores = pos_rows[at], scores[pos_rows[at], pos_items[at]][:, None]
+        block = negatives[rows]
+        twice_wins[rows] += 2 * (block < positive_scores).sum(axis=1) + (block == positive_scores).sum(axis=1)
+    finite = np.isfinite(scores).all(axis=1)
+    relevant_starts = np.searchsorted(relevant_rows, np.arange(n_rows + 1))
+    values: list[float] = []
+    for row in range(n_rows):
+        if not finite[row]:
+            relevant = relevant_items[relevant_starts[row]:relevant_starts[row + 1]]
+            value = _auc(scores[row], relevant, _row(train_any, int(batch[row])), n_items)
+            if value is not None:
+                values.append(value)
+        elif n_pos[row] > 0 and n_neg[row] > 0:
+            pos, neg = int(n_pos[row]), int(n_neg[row])
+            values.append(float(twice_wins[row]) / 2 / (pos * neg))
+    return values
 
 
 def _auc(scores: np.ndarray, positives: np.ndarray, train_items: np.ndarray, n_items: int) -> float | None:

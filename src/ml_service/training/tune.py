@@ -9,10 +9,14 @@ from typing import Any, Mapping
 from ml_service.data.tenant import TenantData
 from ml_service.models.base import Algorithm, FitContext, TrainedModel
 from ml_service.training.metrics import evaluate, ndcg_at_k
-from ml_service.training.split import holdout_split
+from ml_service.training.split import holdout_split, sample_test_users
 
 VALIDATION_FRACTION = 0.2
 OBJECTIVE = "ndcg@10"
+# Users whose validation NDCG@10 decides early stopping after each epoch (candidates are compared on all users).
+# With 5,000 users the estimate's standard error is about 0.004, well below the epoch-to-epoch differences
+# that matter; on a 20k-user tenant it cut the per-epoch evaluation 3.6x.
+EARLY_STOPPING_USERS = 5000
 
 
 @dataclass
@@ -43,10 +47,13 @@ def tune(
 
     `deadline` is a time.monotonic() value: no new candidate starts after it, but the first always runs (and
     iterative fits also stop early at it). `features` is a shared (mode, identity) -> FeatureSet cache.
-    `protocol` is the validation hold-out: "random" or "latest" (each user's newest positives).
+    `protocol` is the validation hold-out: "random" or "latest" (each user's newest positives). Early stopping
+    within a fit scores a seeded sample of at most EARLY_STOPPING_USERS validation users; candidates are
+    compared on all of them.
     """
     started = time.monotonic()
     split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)
+    early_stopping = sample_test_users(split, EARLY_STOPPING_USERS, seed=seed)
     cache: dict[Any, Any] = {} if features is None else features
     best: tuple[float, TrainedModel] | None = None
     tried: list[dict[str, Any]] = []
@@ -58,7 +65,7 @@ def tune(
             seed=seed,
             identity_features=identity,
             deadline=deadline,
-            evaluate=lambda model: ndcg_at_k(model, data, split),
+            evaluate=lambda model: ndcg_at_k(model, data, early_stopping),
             features=cache,
         )
         model = algorithm.fit(data, split.train, params, ctx)
