@@ -96,7 +96,7 @@ def test_exported_arrays(tenant) -> None:
     assert (model.positives != data.positive_matrix(split.train)).nnz == 0
     assert model.item_warm is not None and model.item_warm.sum() == np.unique(split.train.item).size
     assert model.user_cold is not None and not model.user_cold.any()  # features give every user a vector
-    assert model.params["epochs"] == 2 and model.params["learning_schedule"] == "adadelta"
+    assert model.params["epochs"] == 2 and model.params["learning_schedule"] == "adagrad"
 
 
 def test_mf_cold_users_are_cold_or_projected() -> None:
