@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 RESULTS = Path(__file__).parent / "results"
 PAUSE = Path(__file__).parent / ".cache" / "PAUSE"
 ALGORITHMS = (
-    "popular", "mf", "partial", "hybrid", "partial+id", "hybrid+id", "als", "ease", "knn", "auto", "auto+id",
+    "popular", "mf", "partial", "hybrid", "partial+id", "hybrid+id", "als", "ease", "knn", "lda", "auto", "auto+id",
     "reference-mf", "reference-partial", "reference-hybrid",
 )
 SPLIT_SEED = 2026

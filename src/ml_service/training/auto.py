@@ -13,7 +13,7 @@ from ml_service.models.base import Algorithm, TrainedModel
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "knn")
+DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "knn", "lda")
 METRIC = "ndcg@10"
 BASELINE = "popular"
 
@@ -34,11 +34,13 @@ def cost_order(names: Sequence[str], data: TenantData) -> list[str]:
     """Candidates cheapest first, so a short budget still tries the fast ones.
 
     Rough costs: kNN is one sparse product; EASE one dense inversion (items³, so it moves back on large
-    catalogues); ALS a few sparse sweeps per iteration; the LightFM modes many WARP epochs, with side features
-    (partial) and text (hybrid) costing more.
+    catalogues); ALS a few sparse sweeps per iteration; LDA a few dozen variational sweeps; the LightFM modes
+    many WARP epochs, with side features (partial) and text (hybrid) costing more.
     """
     ease_rank = 1.0 if data.n_items <= 3000 else 3.5
-    rank = {"popular": 0.0, "knn": 0.5, "ease": ease_rank, "als": 2.0, "mf": 3.0, "partial": 4.0, "hybrid": 5.0}
+    rank = {
+        "popular": 0.0, "knn": 0.5, "ease": ease_rank, "als": 2.0, "lda": 2.5, "mf": 3.0, "partial": 4.0, "hybrid": 5.0,
+    }
     return sorted(dict.fromkeys(names), key=lambda name: (rank.get(name, 6.0), name))
 
 
