@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
+import pytest
 
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext, TrainedModel
@@ -108,3 +109,32 @@ def test_cheapest_candidates_come_first() -> None:
     assert cost_order(("hybrid", "partial", "mf", "als", "ease", "knn"), small) == [
         "knn", "ease", "als", "mf", "partial", "hybrid"
     ]
+
+
+@pytest.mark.parametrize(("seed", "pair", "blended"), [(7, ("als", "lda"), False), (2, ("lda", "mf"), True)])
+def test_blends_the_two_best_factor_models_when_that_validates_better(
+    seed: int, pair: tuple[str, str], blended: bool
+) -> None:
+    data = make_tenant(seed=seed)
+    result = train_auto(data, threads=1, seed=seed, budget_s=600, candidates=pair)
+    auto = result.model.info["auto"]
+    blend = auto["blend"]
+    singles = {name: score for name, score in result.scores.items() if "+" not in name}
+    assert blend["pair"] == sorted(pair, key=lambda name: -singles[name])
+    assert set(blend["scores"]) == {"0.25", "0.5", "1.0"}
+    assert blend["score"] == pytest.approx(max(blend["scores"].values()), abs=1e-6)
+    best_single = max(singles, key=singles.get)
+    expected = "+".join(blend["pair"]) if blend["score"] > singles[best_single] else best_single
+    assert result.choice == expected == result.model.algorithm and ("+" in expected) == blended
+    result.model.validate()
+    assert result.model.positives.nnz == data.positive_matrix().nnz  # refitted on all interactions
+    if blended:
+        assert result.model.params["weight"] == blend["weight"]
+        assert result.model.metrics["ndcg@10"] == result.scores[result.choice] == blend["score"]
+
+
+def test_no_blend_with_a_model_below_popular_or_a_single_factor_model() -> None:
+    data = make_tenant(seed=3)
+    result = train_auto(data, seed=3, budget_s=600, candidates=("als", "anti"), algorithms={"anti": AntiPopular()})
+    assert result.scores["anti"] < result.scores["popular"]
+    assert result.model.info["auto"]["blend"] == {} and "+" not in result.choice

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ml_service.data.tenant import TenantData
 from ml_service.models import registry
 from ml_service.models.base import Algorithm, TrainedModel
+from ml_service.training.blend import BLEND_WEIGHTS, blend, can_blend
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,11 @@ def train_auto(
     """Tune `popular` and then each candidate (cheapest first) until `budget_s` is spent; refit the best on all data.
 
     Every candidate is validated on the same seeded split (tune's), scored by NDCG@10. A candidate wins only
-    when it scores strictly above popular; otherwise popular is served. `algorithms` overrides the registry by
-    name (tests use it to set limits). The choice, scores, times and skips go into model.info["auto"].
+    when it scores strictly above popular; otherwise popular is served. Then, time permitting, the two best
+    factor models are blended (training/blend.py) with each of BLEND_WEIGHTS on the same split; the blend wins
+    when it validates strictly above the best single model, and both are refitted on all data for it (choice
+    "<first>+<second>"). `algorithms` overrides the registry by name (tests use it to set limits). The choice,
+    scores, times, skips and the blend's scores go into model.info["auto"].
     """
     from ml_service.training.tune import fit_final, tune
 
@@ -77,6 +81,7 @@ def train_auto(
     params: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
     features: dict[Any, Any] = {}  # feature matrices and content vectors, built once and shared by all candidates
+    on_train: dict[str, TrainedModel] = {}  # each candidate's best model fitted on the validation split's train part
 
     order = [BASELINE] + [name for name in cost_order(candidates, data) if name != BASELINE]
     for name in order:
@@ -111,16 +116,36 @@ def train_auto(
         metrics[name] = dict(tuned.validation_metrics)
         result_scores[name] = float(tuned.validation_metrics.get(METRIC, 0.0))
         params[name] = dict(tuned.params)
+        on_train[name] = tuned.model_on_train
 
     choice = BASELINE
     for name, score in result_scores.items():
         if score > result_scores[choice]:
             choice = name
     begun = clock()
-    model = fit_final(
-        algorithm(choice), data, params[choice], threads, seed,
-        identity=identity, validation_metrics=metrics[choice], features=features,
-    )
+    pair = _blend_pair(on_train, result_scores)
+    tried_blend: dict[str, Any] = {}
+    if pair is not None and clock() < deadline:
+        tried_blend = _validate_blend(data, on_train[pair[0]], on_train[pair[1]], seed, protocol)
+        seconds["blend"] = round(clock() - begun, 3)
+    if tried_blend and tried_blend["score"] > result_scores[choice]:
+        assert pair is not None
+        choice = f"{pair[0]}+{pair[1]}"
+        result_scores[choice] = tried_blend["score"]
+        begun = clock()
+        finals = [
+            fit_final(algorithm(name), data, params[name], threads, seed, identity=identity, features=features)
+            for name in pair
+        ]
+        model = blend(finals[0], finals[1], tried_blend["weight"], choice)
+        model.metrics = tried_blend["metrics"]
+        params[choice] = dict(model.params)
+    else:
+        begun = clock()
+        model = fit_final(
+            algorithm(choice), data, params[choice], threads, seed,
+            identity=identity, validation_metrics=metrics[choice], features=features,
+        )
     model.info["auto"] = {
         "choice": choice,
         "metric": METRIC,
@@ -130,5 +155,40 @@ def train_auto(
         "params": params,
         "budget_s": budget_s,
         "final_fit_s": round(clock() - begun, 3),
+        "blend": {key: value for key, value in tried_blend.items() if key != "metrics"},
     }
     return AutoResult(model, choice, result_scores, seconds, skipped, params)
+
+
+def _blend_pair(on_train: Mapping[str, TrainedModel], scores: Mapping[str, float]) -> tuple[str, str] | None:
+    """The two best-validated factor models that each beat popular, best first; None when there are not two."""
+    floor = scores.get(BASELINE, 0.0)
+    ranked = sorted(
+        (name for name in on_train if name != BASELINE and scores.get(name, 0.0) > floor),
+        key=lambda name: -scores[name],
+    )
+    for i, first in enumerate(ranked):
+        for second in ranked[i + 1:]:
+            if can_blend(on_train[first], on_train[second]):
+                return first, second
+    return None
+
+
+def _validate_blend(
+    data: TenantData, first: TrainedModel, second: TrainedModel, seed: int, protocol: str
+) -> dict[str, Any]:
+    """Validation NDCG@10 of blend(first, second, w) for each w on tune()'s split; the best w and its metrics."""
+    from ml_service.training.metrics import evaluate
+    from ml_service.training.split import holdout_split
+    from ml_service.training.tune import VALIDATION_FRACTION
+
+    split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)  # the split tune() used
+    best: dict[str, Any] = {}
+    scores: dict[str, float] = {}
+    for weight in BLEND_WEIGHTS:
+        result = evaluate(blend(first, second, weight, "blend"), data, split)
+        scores[str(weight)] = round(float(result[METRIC]), 6)
+        if not best or result[METRIC] > best["score"]:
+            split_sizes = {"split": {"train": len(split.train), "validation": len(split.test)}}
+            best = {"weight": weight, "score": float(result[METRIC]), "metrics": result | split_sizes}
+    return best | {"pair": [first.algorithm, second.algorithm], "scores": scores}
