@@ -120,8 +120,9 @@ def test_blends_the_two_best_factor_models_when_that_validates_better(
     auto = result.model.info["auto"]
     blend = auto["blend"]
     singles = {name: score for name, score in result.scores.items() if "+" not in name}
-    assert blend["pair"] == sorted(pair, key=lambda name: -singles[name])
-    assert set(blend["scores"]) == {"0.25", "0.5", "1.0"}
+    first, second = sorted(pair, key=lambda name: -singles[name])
+    assert blend["pair"] == [first, second]
+    assert set(blend["scores"]) == {f"{first}+{second}@{w}" for w in ("0.25", "0.5", "1")}
     assert blend["score"] == pytest.approx(max(blend["scores"].values()), abs=1e-6)
     best_single = max(singles, key=singles.get)
     expected = "+".join(blend["pair"]) if blend["score"] > singles[best_single] else best_single
@@ -138,3 +139,12 @@ def test_no_blend_with_a_model_below_popular_or_a_single_factor_model() -> None:
     result = train_auto(data, seed=3, budget_s=600, candidates=("als", "anti"), algorithms={"anti": AntiPopular()})
     assert result.scores["anti"] < result.scores["popular"]
     assert result.model.info["auto"]["blend"] == {} and "+" not in result.choice
+
+
+def test_blend_partners_are_the_next_best_factor_models() -> None:
+    data = make_tenant(seed=2)
+    result = train_auto(data, threads=1, seed=2, budget_s=600, candidates=("lda", "mf", "als", "knn"))
+    singles = {name: s for name, s in result.scores.items() if "+" not in name and name != "popular"}
+    factor_models = sorted((name for name in singles if name != "knn"), key=lambda name: -singles[name])
+    tried = result.model.info["auto"]["blend"]["scores"]
+    assert {key.split("@")[0] for key in tried} == {f"{factor_models[0]}+{other}" for other in factor_models[1:]}

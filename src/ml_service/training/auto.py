@@ -9,14 +9,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ml_service.data.tenant import TenantData
 from ml_service.models import registry
-from ml_service.models.base import Algorithm, TrainedModel
+from ml_service.models.base import FACTORS, Algorithm, TrainedModel
 from ml_service.training.blend import BLEND_WEIGHTS, blend, can_blend
+from ml_service.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "knn", "lda")
 METRIC = "ndcg@10"
 BASELINE = "popular"
+BLEND_PARTNERS = 3  # blends tried: the best factor model with each of the next three
 
 
 @dataclass
@@ -60,10 +62,10 @@ def train_auto(
     """Tune `popular` and then each candidate (cheapest first) until `budget_s` is spent; refit the best on all data.
 
     Every candidate is validated on the same seeded split (tune's), scored by NDCG@10. A candidate wins only
-    when it scores strictly above popular; otherwise popular is served. Then, time permitting, the two best
-    factor models are blended (training/blend.py) with each of BLEND_WEIGHTS on the same split; the blend wins
-    when it validates strictly above the best single model, and both are refitted on all data for it (choice
-    "<first>+<second>"). `algorithms` overrides the registry by name (tests use it to set limits). The choice,
+    when it scores strictly above popular; otherwise popular is served. Then, time permitting, the best factor
+    model is blended (training/blend.py) with each of the next BLEND_PARTNERS and each of BLEND_WEIGHTS on the
+    same split; the best blend wins when it validates strictly above the best single model, and both models
+    are refitted on all data for it (choice "<first>+<second>"). `algorithms` overrides the registry by name (tests use it to set limits). The choice,
     scores, times, skips and the blend's scores go into model.info["auto"].
     """
     from ml_service.training.tune import fit_final, tune
@@ -123,13 +125,13 @@ def train_auto(
         if score > result_scores[choice]:
             choice = name
     begun = clock()
-    pair = _blend_pair(on_train, result_scores)
     tried_blend: dict[str, Any] = {}
-    if pair is not None and clock() < deadline:
-        tried_blend = _validate_blend(data, on_train[pair[0]], on_train[pair[1]], seed, protocol)
-        seconds["blend"] = round(clock() - begun, 3)
+    if clock() < deadline:
+        tried_blend = _best_blend(data, on_train, result_scores, seed, protocol)
+        if tried_blend:
+            seconds["blend"] = round(clock() - begun, 3)
     if tried_blend and tried_blend["score"] > result_scores[choice]:
-        assert pair is not None
+        pair = tried_blend["pair"]
         choice = f"{pair[0]}+{pair[1]}"
         result_scores[choice] = tried_blend["score"]
         begun = clock()
@@ -160,35 +162,34 @@ def train_auto(
     return AutoResult(model, choice, result_scores, seconds, skipped, params)
 
 
-def _blend_pair(on_train: Mapping[str, TrainedModel], scores: Mapping[str, float]) -> tuple[str, str] | None:
-    """The two best-validated factor models that each beat popular, best first; None when there are not two."""
-    floor = scores.get(BASELINE, 0.0)
-    ranked = sorted(
-        (name for name in on_train if name != BASELINE and scores.get(name, 0.0) > floor),
-        key=lambda name: -scores[name],
-    )
-    for i, first in enumerate(ranked):
-        for second in ranked[i + 1:]:
-            if can_blend(on_train[first], on_train[second]):
-                return first, second
-    return None
-
-
-def _validate_blend(
-    data: TenantData, first: TrainedModel, second: TrainedModel, seed: int, protocol: str
+def _best_blend(
+    data: TenantData, on_train: Mapping[str, TrainedModel], scores: Mapping[str, float], seed: int, protocol: str
 ) -> dict[str, Any]:
-    """Validation NDCG@10 of blend(first, second, w) for each w on tune()'s split; the best w and its metrics."""
-    from ml_service.training.metrics import evaluate
+    """The best validated blend of the best factor model with one of the next BLEND_PARTNERS, or {} if none.
+
+    Only models that beat popular take part. Partners from another family (topics next to WARP factors) tend
+    to add more than a near-copy of the best model, so several are tried; each costs a few evaluations.
+    """
     from ml_service.training.split import holdout_split
     from ml_service.training.tune import VALIDATION_FRACTION
 
+    floor = scores.get(BASELINE, 0.0)
+    ranked = sorted(
+        (name for name in on_train if name != BASELINE and scores.get(name, 0.0) > floor), key=lambda n: -scores[n]
+    )
+    first = next((name for name in ranked if on_train[name].kind == FACTORS), None)
+    if first is None:
+        return {}
+    partners = [name for name in ranked if name != first and can_blend(on_train[first], on_train[name])]
     split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)  # the split tune() used
     best: dict[str, Any] = {}
-    scores: dict[str, float] = {}
-    for weight in BLEND_WEIGHTS:
-        result = evaluate(blend(first, second, weight, "blend"), data, split)
-        scores[str(weight)] = round(float(result[METRIC]), 6)
-        if not best or result[METRIC] > best["score"]:
-            split_sizes = {"split": {"train": len(split.train), "validation": len(split.test)}}
-            best = {"weight": weight, "score": float(result[METRIC]), "metrics": result | split_sizes}
-    return best | {"pair": [first.algorithm, second.algorithm], "scores": scores}
+    tried: dict[str, float] = {}
+    for second in partners[:BLEND_PARTNERS]:
+        for weight in BLEND_WEIGHTS:
+            result = evaluate(blend(on_train[first], on_train[second], weight, "blend"), data, split)
+            tried[f"{first}+{second}@{weight:g}"] = round(float(result[METRIC]), 6)
+            if not best or result[METRIC] > best["score"]:
+                sizes = {"split": {"train": len(split.train), "validation": len(split.test)}}
+                best = {"pair": [first, second], "weight": weight, "score": float(result[METRIC]),
+                        "metrics": result | sizes}
+    return best | {"scores": tried} if best else {}
