@@ -27,19 +27,20 @@ class CatalogueTooLarge(ValueError):
         super().__init__(
             f"{algorithm} cannot train on {n_items:,} items: its limit is {limit:,} items because it needs a dense "
             f"{n_items:,} x {n_items:,} matrix (about {bytes_needed / 2**30:.1f} GiB); "
-            "choose als, mf, partial or hybrid for this tenant"
+            "choose als, lda, mf, partial or hybrid for this tenant"
         )
         self.n_items = n_items
         self.limit = limit
         self.bytes_needed = bytes_needed
 
 
-class EASEAlgorithm:
-    """Embarrassingly shallow autoencoder: a ridge regression of every item on all the others, zero diagonal."""
+class DenseItemItemLimit:
+    """A catalogue-size limit for algorithms that hold a dense items x items matrix (EASE, item-kNN)."""
 
-    name = "ease"
+    name: str
+    bytes_per_pair: int  # bytes the algorithm needs per (item, item) entry at its peak
 
-    def __init__(self, max_items: int = MAX_ITEMS):
+    def __init__(self, max_items: int):
         self.max_items = max_items
 
     def supports(self, data: TenantData) -> tuple[bool, str]:
@@ -47,6 +48,19 @@ class EASEAlgorithm:
         if data.n_items > self.max_items:
             return False, str(self._too_large(data.n_items))
         return True, ""
+
+    def _too_large(self, n_items: int) -> CatalogueTooLarge:
+        return CatalogueTooLarge(self.name, n_items, self.max_items, self.bytes_per_pair * n_items * n_items)
+
+
+class EASEAlgorithm(DenseItemItemLimit):
+    """Embarrassingly shallow autoencoder: a ridge regression of every item on all the others, zero diagonal."""
+
+    name = "ease"
+    bytes_per_pair = 2 * 8  # the float64 Gram matrix and its inverse
+
+    def __init__(self, max_items: int = MAX_ITEMS):
+        super().__init__(max_items)
 
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
         per_item = len(data.interactions) / max(data.n_items, 1)
@@ -77,8 +91,6 @@ class EASEAlgorithm:
             **fields,
         )
 
-    def _too_large(self, n_items: int) -> CatalogueTooLarge:
-        return CatalogueTooLarge(self.name, n_items, self.max_items, 2 * n_items * n_items * 8)
 
 
 def ease_weights(history: Any, lam: float) -> np.ndarray:

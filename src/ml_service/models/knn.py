@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext, ITEM_ITEM, TrainedModel, model_for
-from ml_service.models.ease import CatalogueTooLarge
+from ml_service.models.ease import DenseItemItemLimit
 from ml_service.models.fields import cooccurrence_embedding, history_matrix, serving_fields
 from ml_service.models.registry import register
 
@@ -17,7 +17,7 @@ from ml_service.models.registry import register
 MAX_ITEMS = 10_000
 
 
-class ItemKNNAlgorithm:
+class ItemKNNAlgorithm(DenseItemItemLimit):
     """score(u, j) = Σ_i h_ui s_ij over the K most similar items i of j.
 
     s_ij = x_i·x_j / (|x_i| |x_j| + shrink) on binary item columns. Items without training interactions get
@@ -26,15 +26,10 @@ class ItemKNNAlgorithm:
     """
 
     name = "knn"
+    bytes_per_pair = 4  # the float32 similarity matrix
 
     def __init__(self, max_items: int = MAX_ITEMS):
-        self.max_items = max_items
-
-    def supports(self, data: TenantData) -> tuple[bool, str]:
-        """(True, "") when the dense item-item matrix fits under the limit, else (False, the reason)."""
-        if data.n_items > self.max_items:
-            return False, str(self._too_large(data.n_items))
-        return True, ""
+        super().__init__(max_items)
 
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
         return [
@@ -72,9 +67,6 @@ class ItemKNNAlgorithm:
             info={"similarity": "truncated SVD of the column-normalised interaction matrix (co-occurrence cosine)"},
             **fields,
         )
-
-    def _too_large(self, n_items: int) -> CatalogueTooLarge:
-        return CatalogueTooLarge(self.name, n_items, self.max_items, n_items * n_items * 4)
 
 
 def cooccurrence_cosine(history: sp.csr_matrix, shrink: float) -> np.ndarray:
