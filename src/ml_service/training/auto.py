@@ -65,8 +65,9 @@ def train_auto(
     when it scores strictly above popular; otherwise popular is served. Then, time permitting, the best factor
     model is blended (training/blend.py) with each of the next BLEND_PARTNERS and each of BLEND_WEIGHTS on the
     same split; the best blend wins when it validates strictly above the best single model, and both models
-    are refitted on all data for it (choice "<first>+<second>"). `algorithms` overrides the registry by name (tests use it to set limits). The choice,
-    scores, times, skips and the blend's scores go into model.info["auto"].
+    are refitted on all data for it (choice "<first>+<second>"). `algorithms` overrides the registry by name
+    (tests use it to set limits). The choice, scores, times, skips and the blend's scores go into
+    model.info["auto"].
     """
     from ml_service.training.tune import fit_final, tune
 
@@ -167,8 +168,9 @@ def _best_blend(
 ) -> dict[str, Any]:
     """The best validated blend of the best factor model with one of the next BLEND_PARTNERS, or {} if none.
 
-    Only models that beat popular take part. Partners from another family (topics next to WARP factors) tend
-    to add more than a near-copy of the best model, so several are tried; each costs a few evaluations.
+    Only models that beat popular take part. A partner from another family can add more than a near-copy of
+    the best model (synthetic-20k latest: hybrid+lda was chosen over hybrid+partial), so several are tried;
+    each costs three evaluations.
     """
     from ml_service.training.split import holdout_split
     from ml_service.training.tune import VALIDATION_FRACTION

@@ -15,7 +15,7 @@ VALIDATION_FRACTION = 0.2
 OBJECTIVE = "ndcg@10"
 # Users whose validation NDCG@10 decides early stopping after each epoch (candidates are compared on all users).
 # With 5,000 users the estimate's standard error is about 0.004, well below the epoch-to-epoch differences
-# that matter; on a 20k-user tenant it cut the per-epoch evaluation 3.6x.
+# that matter; on synthetic-20k it scores 5,000 of 18,000 validation users.
 EARLY_STOPPING_USERS = 5000
 
 
