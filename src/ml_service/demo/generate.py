@@ -382,6 +382,22 @@ def _build_world(seed: int, n_users: int, n_items: int, n_tenants: int) -> _Worl
 # --- interactions ---------------------------------------------------------------------------------------------
 
 
+def _topic_segments(world: _World) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Items ordered by main topic with popularity cumulated in that order: (order, cumulative, low, high).
+
+    Topic t's items are the segment [low[t], high[t]) of the cumulative popularity, so a uniform draw in it picks
+    an item of topic t in proportion to its popularity.
+    """
+    n_topics = world.preference.shape[1]
+    order = np.argsort(world.item_topic, kind="stable")
+    cumulative = np.cumsum(world.popularity[order])
+    topic_end = np.searchsorted(world.item_topic[order], np.arange(n_topics), side="right")
+    topic_start = np.concatenate([[0], topic_end[:-1]])
+    low = np.where(topic_start > 0, cumulative[np.maximum(topic_start - 1, 0)], 0.0)
+    high = np.where(topic_end > 0, cumulative[np.maximum(topic_end - 1, 0)], 0.0)
+    return order, cumulative, low, high
+
+
 def _sample_interactions(
     rng: np.random.Generator, world: _World, n_interactions: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -390,13 +406,7 @@ def _sample_interactions(
     n_items = len(world.item_ids)
     activity = rng.lognormal(0.0, 1.0, n_users)
     activity_cdf = np.cumsum(activity / activity.sum())
-    # Items ordered by main topic, with popularity cumulated inside that order: one segment per topic.
-    order = np.argsort(world.item_topic, kind="stable")
-    cumulative = np.cumsum(world.popularity[order])
-    topic_end = np.searchsorted(world.item_topic[order], np.arange(n_topics), side="right")
-    topic_start = np.concatenate([[0], topic_end[:-1]])
-    low = np.where(topic_start > 0, cumulative[np.maximum(topic_start - 1, 0)], 0.0)
-    high = np.where(topic_end > 0, cumulative[np.maximum(topic_end - 1, 0)], 0.0)
+    order, cumulative, low, high = _topic_segments(world)
     preference_cdf = np.cumsum(world.preference, axis=1)
     keys = np.zeros(0, np.int64)
     for attempt in range(10_000):
