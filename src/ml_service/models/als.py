@@ -8,8 +8,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
-from ml_service.models.fields import confidence_matrix, normalise_rows, serving_fields
+from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.fields import bias_free_factor_model, confidence_matrix, serving_fields
 from ml_service.models.registry import register
 
 MAX_ITERATIONS = 30
@@ -93,30 +93,21 @@ class ALSAlgorithm:
         params: Mapping[str, Any],
         epochs: int,
     ) -> TrainedModel:
-        user_factors = np.asarray(user_factors, dtype=np.float32).copy()
-        user_factors[~user_warm] = 0.0  # implicit leaves them at their random start
-        item_factors = np.asarray(item_factors, dtype=np.float32).copy()
-        item_factors[~fields["item_warm"]] = 0.0  # likewise for items nobody has touched: no made-up scores
-        similarity = normalise_rows(item_factors)
-        similarity[~fields["item_warm"]] = 0.0
-        return model_for(
+        # implicit leaves users and items without data at their random start: bias_free_factor_model zeroes them
+        return bias_free_factor_model(
             data,
             self.name,
-            kind=FACTORS,
-            user_factors=user_factors,
-            item_factors=item_factors,
-            user_biases=np.zeros(data.n_users, dtype=np.float32),
-            item_biases=np.zeros(data.n_items, dtype=np.float32),
-            user_cold=~user_warm,
-            similarity_vectors=similarity,
-            params={
+            user_factors,
+            item_factors,
+            user_warm,
+            fields,
+            {
                 "factors": int(params.get("factors", DEFAULTS["factors"])),
                 "regularization": float(params.get("regularization", DEFAULTS["regularization"])),
                 "alpha": float(params.get("alpha", DEFAULTS["alpha"])),
                 "iterations": epochs,
                 "epochs": epochs,
             },
-            **fields,
         )
 
 

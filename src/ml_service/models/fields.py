@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FitContext
+from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
 
 CONTENT_DIM = 128  # width of the content vectors served for items without interactions
 SIMILARITY_DIM = 64  # width of the co-occurrence embedding of item-item models
@@ -101,3 +101,33 @@ def cooccurrence_embedding(history: sp.csr_matrix, item_warm: np.ndarray, seed: 
     vectors = normalise_rows((vt.T * s).astype(np.float32))
     vectors[~item_warm] = 0.0
     return vectors
+
+
+def bias_free_factor_model(
+    data: TenantData,
+    name: str,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    user_warm: np.ndarray,
+    fields: dict[str, Any],
+    params: dict[str, Any],
+) -> TrainedModel:
+    """A factor model without biases (ALS, LDA) whose users without training data are cold (zero factors) and
+    whose items nobody has touched get zero factors (no made-up scores) and zero similarity vectors."""
+    user_factors = np.asarray(user_factors, dtype=np.float32).copy()
+    user_factors[~user_warm] = 0.0
+    item_factors = np.asarray(item_factors, dtype=np.float32).copy()
+    item_factors[~fields["item_warm"]] = 0.0
+    return model_for(
+        data,
+        name,
+        kind=FACTORS,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        user_biases=np.zeros(data.n_users, dtype=np.float32),
+        item_biases=np.zeros(data.n_items, dtype=np.float32),
+        user_cold=~user_warm,
+        similarity_vectors=normalise_rows(item_factors),  # zero rows stay zero
+        params=params,
+        **fields,
+    )

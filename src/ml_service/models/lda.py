@@ -10,8 +10,8 @@ from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.als import with_projected_cold_users
-from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
-from ml_service.models.fields import normalise_rows, serving_fields
+from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.fields import bias_free_factor_model, serving_fields
 from ml_service.models.registry import register
 
 # doc_topic_prior 1.0 measured better than 0.5 (synthetic-20k random, 12 topics, NDCG@10 0.310 vs 0.304) and
@@ -58,21 +58,9 @@ class LDAAlgorithm:
             with threadpool_limits(limits=1, user_api="blas"):
                 user_factors[user_warm] = lda.fit_transform(documents[user_warm])
             item_factors = (lda.components_ / lda.components_.sum(axis=1, keepdims=True)).T.astype(np.float32)
-            item_factors[~fields["item_warm"]] = 0.0  # only smoothing mass: no made-up scores for untaken items
-        similarity = normalise_rows(item_factors)
-        model = model_for(
-            data,
-            self.name,
-            kind=FACTORS,
-            user_factors=user_factors,
-            item_factors=item_factors,
-            user_biases=np.zeros(data.n_users, dtype=np.float32),
-            item_biases=np.zeros(data.n_items, dtype=np.float32),
-            user_cold=~user_warm,
-            similarity_vectors=similarity,
-            params={"topics": topics, "doc_topic_prior": prior, "iterations": iterations, "epochs": iterations},
-            **fields,
-        )
+        params_out = {"topics": topics, "doc_topic_prior": prior, "iterations": iterations, "epochs": iterations}
+        # Untaken items hold only smoothing mass in the topics: bias_free_factor_model zeroes them.
+        model = bias_free_factor_model(data, self.name, user_factors, item_factors, user_warm, fields, params_out)
         return with_projected_cold_users(model, data, user_warm)
 
 
