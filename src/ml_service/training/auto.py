@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ml_service.data.tenant import TenantData
 from ml_service.models import registry
 from ml_service.models.base import FACTORS, Algorithm, TrainedModel
-from ml_service.training.blend import BLEND_WEIGHTS, blend, can_blend
+from ml_service.training.blend import BLEND_WEIGHTS, blend, can_blend, inverse_spread
 from ml_service.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
@@ -186,9 +186,12 @@ def _best_blend(
     split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)  # the split tune() used
     best: dict[str, Any] = {}
     tried: dict[str, float] = {}
+    first_inverse = inverse_spread(on_train[first])
     for second in partners[:BLEND_PARTNERS]:
+        inverses = (first_inverse, inverse_spread(on_train[second]))
         for weight in BLEND_WEIGHTS:
-            result = evaluate(blend(on_train[first], on_train[second], weight, "blend"), data, split)
+            candidate = blend(on_train[first], on_train[second], weight, "blend", inverse_spreads=inverses)
+            result = evaluate(candidate, data, split)
             tried[f"{first}+{second}@{weight:g}"] = round(float(result[METRIC]), 6)
             if not best or result[METRIC] > best["score"]:
                 sizes = {"split": {"train": len(split.train), "validation": len(split.test)}}

@@ -18,7 +18,14 @@ def can_blend(first: TrainedModel, second: TrainedModel) -> bool:
     )
 
 
-def blend(first: TrainedModel, second: TrainedModel, weight: float, name: str) -> TrainedModel:
+def blend(
+    first: TrainedModel,
+    second: TrainedModel,
+    weight: float,
+    name: str,
+    *,
+    inverse_spreads: tuple[np.ndarray, np.ndarray] | None = None,
+) -> TrainedModel:
     """score(u, i) = raw1(u, i) / sd1(u) + weight x raw2(u, i) / sd2(u), as one factor model that serves as-is.
 
     sd(u) is the standard deviation of the learner's scores over all items, so two models whose scores live on
@@ -26,12 +33,15 @@ def blend(first: TrainedModel, second: TrainedModel, weight: float, name: str) -
     become one extra factor column (the per-learner scale makes them learner-dependent). A learner with no
     spread in one model (a cold learner without factors) gets nothing from it. Serving fields (positives,
     popularity, similarity and content vectors) come from `first`; a learner is cold only when cold in both.
+    `inverse_spreads` = (inverse_spread(first), inverse_spread(second)) when the caller already has them.
     """
     if not can_blend(first, second):
         raise ValueError("only two factor models over the same users and items can be blended")
+    if inverse_spreads is None:
+        inverse_spreads = (inverse_spread(first), inverse_spread(second))
     parts = []
-    for model, w in ((first, 1.0), (second, weight)):
-        inverse = _inverse_spread(model) * w
+    for model, w, model_inverse in ((first, 1.0, inverse_spreads[0]), (second, weight, inverse_spreads[1])):
+        inverse = model_inverse * w
         user_factors = np.asarray(model.user_factors, np.float32) * inverse[:, None]
         item_biases = _zeros_if_none(model.item_biases, model.n_items)
         user_biases = _zeros_if_none(model.user_biases, model.n_users) * inverse
@@ -61,7 +71,7 @@ def blend(first: TrainedModel, second: TrainedModel, weight: float, name: str) -
     )
 
 
-def _inverse_spread(model: TrainedModel) -> np.ndarray:
+def inverse_spread(model: TrainedModel) -> np.ndarray:
     """1 / the standard deviation of each learner's raw scores over all items (0 where there is no spread)."""
     spread = np.zeros(model.n_users, np.float64)
     for start in range(0, model.n_users, SCALE_BATCH_USERS):
