@@ -79,10 +79,18 @@ def batch_main(argv: list[str]) -> int:
     settings = settings.with_(
         algorithm=args.query or settings.algorithm, num_threads=args.threads or settings.num_threads
     )
-    return run_batch(
-        args.data_path, settings,
-        result_count_user=args.result_count_user, result_count_item=args.result_count_item,
-    )
+    from ml_service.cli import run_lock
+    from ml_service.store import RunLockBusy
+
+    try:
+        with run_lock(settings, "batch").held():  # never interleaved with a training run on the same models folder
+            return run_batch(
+                args.data_path, settings,
+                result_count_user=args.result_count_user, result_count_item=args.result_count_item,
+            )
+    except RunLockBusy as exc:
+        print(f"ml-service batch: not started: {exc}", file=sys.stderr)
+        return 1
 
 
 def run_batch(

@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", action="append", help="train only this tenant (repeatable)")
     p.add_argument("--algorithm", choices=ALGORITHMS, help="override ML_RECOMMENDATION_ALGORITHM")
     p.add_argument("--force", action="store_true", help="use a folder even without its export_completed flag")
+    p.add_argument("--wait", action="store_true", help="when another run holds the run lock, wait for it instead of exiting")
     p.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=_cmd_train)
 
@@ -69,8 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="service URL (default ML_SERVICE_URL or the first ML_BIND address)")
     p.set_defaults(handler=_cmd_healthcheck)
 
-    p = sub.add_parser("models", help="list, show, roll back or prune published models")
-    p.add_argument("action", choices=("list", "show", "rollback", "prune"))
+    p = sub.add_parser("models", help="list, show, roll back, pin, unpin or prune published models")
+    p.add_argument("action", choices=("list", "show", "rollback", "pin", "unpin", "prune"))
     p.add_argument("tenant", nargs="?")
     p.add_argument("version", nargs="?")
     p.set_defaults(handler=_cmd_models)
@@ -101,7 +102,7 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
 
 def _cmd_train(ns: argparse.Namespace) -> int:
     from ml_service.logs import configure_logging
-    from ml_service.store import ModelStore
+    from ml_service.store import ModelStore, RunLockBusy
     from ml_service.training.pipeline import run_training
 
     source_arg = ns.source or ""
@@ -113,14 +114,31 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     configure_logging(settings.logs_dir, console=not ns.scheduled)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     source = _make_source(settings, Path(source_arg) if from_folder else None, force=ns.force)
-    progress = _Progress(sys.stderr)
-    result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=progress)
-    progress.close()
+    try:
+        with run_lock(settings, "train --scheduled" if ns.scheduled else "train").held(
+            wait=ns.wait, on_wait=lambda holder: print(f"Waiting for the training run of {holder.describe()}", file=sys.stderr, flush=True)
+        ):
+            progress = _Progress(sys.stderr)
+            result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=progress)
+            progress.close()
+    except RunLockBusy as exc:
+        import logging
+
+        logging.getLogger("ml_service.training").warning("training not started: %s", exc)
+        print(f"Training not started: {exc}; use --wait to wait for it", file=sys.stderr)
+        return EXIT_FAILED
     if result.error:
         print(f"Training failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     print(format_summary(result.tenants))
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def run_lock(settings: Settings, command: str) -> Any:
+    """The store's run lock: one training run (train, scheduled train, batch) at a time on this models folder."""
+    from ml_service.store import RunLock
+
+    return RunLock(settings.recommender_dir, stale_after_s=settings.run_lock_stale_minutes * 60.0, command=command)
 
 
 def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:
@@ -235,7 +253,8 @@ def _cmd_healthcheck(ns: argparse.Namespace) -> int:
 
 
 def _cmd_models(ns: argparse.Namespace) -> int:
-    from ml_service.store import ModelStore, models_command
+    from ml_service.cli_models import models_command
+    from ml_service.store import ModelStore
 
     settings = Settings.from_env(require_totara=False)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)

@@ -59,6 +59,10 @@ class Settings:
     seed: int = 42
     validation_protocol: str = "latest"  # tuning/auto hold out each user's newest positives (or "random")
     identity_features: bool = True  # measured better (benchmarks/results/quality.json, "+id" rows)
+    # Store: a run lock without a heartbeat for this long is taken over; tenants gone from tenants.csv this many
+    # full runs in a row are deleted (0 = never).
+    run_lock_stale_minutes: float = 30.0
+    tenant_retention_runs: int = 3
     min_users: int = 10
     min_items: int = 10
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -119,6 +123,8 @@ class Settings:
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
             identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),
             validation_protocol=validation,
+            run_lock_stale_minutes=_parse_number(env, "ML_RUN_LOCK_STALE", 30.0, minimum=0.05, maximum=10080.0, kind=float),
+            tenant_retention_runs=_parse_number(env, "ML_TENANT_RETENTION_RUNS", 3, minimum=0, maximum=10000, kind=int),
         )
 
     def with_(self, **changes: object) -> "Settings":
@@ -129,6 +135,11 @@ class Settings:
     def recommender_dir(self) -> Path:
         """Where the model store keeps tenants' model versions."""
         return self.models_dir / "recommender"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Where downloads are staged during a run (TotaraHttpSource's staging root)."""
+        return self.models_dir / "staging"
 
     @property
     def train_summary_log(self) -> Path:

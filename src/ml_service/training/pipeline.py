@@ -187,7 +187,9 @@ def run_training(
             report("tenant-done", {"result": result})
     finally:
         snapshot.cleanup()
-    _write_status(store, results)
+    if tenants is None:  # only a full run sees the whole tenants.csv
+        _apply_retention(settings, store, snapshot.tenants)
+    _write_status(store, results, merge=tenants is not None)
     seconds = time.monotonic() - run_started
     ok = all(r.state != "failed" for r in results)
     append_jsonl(
@@ -245,12 +247,36 @@ def _log_rows(settings: Settings, rows: list[SummaryRow]) -> None:
         log.error("cannot write %s: %s", settings.train_summary_log, exc)
 
 
-def _write_status(store: Any, results: list[TenantResult]) -> None:
-    """Record each tenant's state; a failed tenant that already has a model keeps serving it."""
+def _apply_retention(settings: Settings, store: Any, present: list[str]) -> None:
+    """Delete the tenants absent from tenants.csv for ML_TENANT_RETENTION_RUNS runs; never fails the run."""
+    from ml_service.store.retention import apply_retention
+
+    try:
+        deleted = apply_retention(store, present, runs=settings.tenant_retention_runs, staging_root=settings.staging_dir)
+    except Exception:
+        log.exception("deleting the tenants that left tenants.csv failed; trying again at the next run")
+        return
+    for tenant, paths in deleted.items():
+        append_jsonl(settings.training_jsonl, {"event": "tenant-deleted", "tenant": tenant, "deleted": paths, "at": time.time()})
+
+
+def _write_status(store: Any, results: list[TenantResult], *, merge: bool = False) -> None:
+    """Record each tenant's state (`merge`: keep other tenants'); a failed tenant with a model keeps serving it."""
     status: dict[str, dict[str, Any]] = {}
     for r in results:
         entry: dict[str, Any] = {"state": r.state, "msg": r.msg, "algorithm": r.algorithm, "at": time.time()}
         if r.state == "failed" and store.current_version(r.tenant):
             entry.update(state="serving-previous", last_error=r.msg)
+        pinned = _pinned_or_none(store, r.tenant) if r.version else None
+        if pinned is not None and pinned != r.version:
+            entry["pinned"] = pinned  # trained and stored, but the operator keeps serving the pinned version
         status[r.tenant] = entry
-    store.write_status(status)
+    store.write_status(status, merge=merge)
+
+
+def _pinned_or_none(store: Any, tenant: str) -> str | None:
+    try:
+        return store.pinned_version(tenant)
+    except Exception as exc:  # an unreadable PINNED file: the store logs it again wherever it matters
+        log.warning("tenant %s: %s", tenant, exc)
+        return None

@@ -1,4 +1,4 @@
-"""Publishes models in a loop until killed: the SIGKILL test of tests/test_store.py runs it as a subprocess."""
+"""Publishes models in a loop until killed: the SIGKILL test of tests/store/test_model_store.py runs it as a subprocess."""
 
 from __future__ import annotations
 

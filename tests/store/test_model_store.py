@@ -307,7 +307,7 @@ def test_sigkill_during_publish_leaves_a_good_current_version(tmp_path: Path) ->
     root = tmp_path / "recommender"
     store = ModelStore(root, keep_versions=2)
     first = store.publish("0", factors_model(0))
-    helper = Path(__file__).with_name("store_crash_helper.py")
+    helper = Path(__file__).with_name("crash_helper.py")
     rng = random.Random(1234)
     seen_versions = {first}
     for _ in range(4):

@@ -1,0 +1,205 @@
+"""One training run at a time across processes: a lock file at the store root naming its holder, stale ones taken over.
+
+`run.lock` holds JSON {pid, host, started_at, command, token, pid_start}; its mtime is the holder's heartbeat,
+renewed while the run lives. A lock is stale (and taken over) when its holder is on this host and its process is
+gone (or the pid now belongs to another process), or when its heartbeat is older than the stale limit. Reading and
+replacing the file happens under an flock on `.run.lock.guard`, so two processes never both take a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ml_service.store.files import atomic_write, sweep_tmp_files
+from ml_service.store.format import StoreError
+
+log = logging.getLogger("ml_service.store")
+
+RUN_LOCK_FILE = "run.lock"
+GUARD_FILE = ".run.lock.guard"
+_ROOT_TMP_MAX_AGE_S = 3600.0  # a root-level .tmp file this old was left by a killed writer
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the run lock, as its file says."""
+
+    pid: int
+    host: str
+    started_at: float
+    command: str
+    token: str
+    heartbeat_at: float
+    pid_start: str = ""
+
+    def describe(self) -> str:
+        started = dt.datetime.fromtimestamp(self.started_at, dt.timezone.utc).isoformat(timespec="seconds")
+        age = max(0.0, time.time() - self.started_at)
+        what = f" ({self.command})" if self.command else ""
+        return f"pid {self.pid} on host {self.host}{what}, started {started.replace('+00:00', 'Z')} ({age:.0f} s ago)"
+
+
+class RunLockBusy(StoreError):
+    """Another training run holds the lock; `holder` says which."""
+
+    def __init__(self, lock_path: Path, holder: LockHolder):
+        super().__init__(f"another training run holds {lock_path}: {holder.describe()}")
+        self.holder = holder
+
+
+class RunLock:
+    """The store-wide run lock; use `with lock.held(wait=...)` or acquire()/release()."""
+
+    def __init__(self, root: Path, *, stale_after_s: float, command: str = "") -> None:
+        if stale_after_s <= 0:
+            raise ValueError(f"stale_after_s must be positive, got {stale_after_s}")
+        self.root = Path(root)
+        self.path = self.root / RUN_LOCK_FILE
+        self.stale_after_s = stale_after_s
+        self.command = command
+        self._token: str | None = None
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    @contextlib.contextmanager
+    def held(self, *, wait: bool = False, poll_s: float = 1.0, on_wait: Callable[[LockHolder], None] | None = None) -> Iterator["RunLock"]:
+        self.acquire(wait=wait, poll_s=poll_s, on_wait=on_wait)
+        try:
+            yield self
+        finally:
+            self.release()
+
+    def acquire(self, *, wait: bool = False, poll_s: float = 1.0, on_wait: Callable[[LockHolder], None] | None = None) -> None:
+        """Take the lock (or a stale one); RunLockBusy at once, or (`wait`) poll until it is free."""
+        if self._token is not None:
+            raise StoreError(f"{self.path} is already held by this RunLock")
+        self.root.mkdir(parents=True, exist_ok=True)
+        announced = False
+        while True:
+            with self._guard():
+                holder = self.holder()
+                if holder is None or self._stale_reason(holder):
+                    if holder is not None:
+                        log.warning("taking over the stale run lock %s of %s: %s", self.path, holder.describe(), self._stale_reason(holder))
+                    self._take()
+                    break
+            if not wait:
+                raise RunLockBusy(self.path, holder)
+            if not announced and on_wait is not None:
+                on_wait(holder)
+            announced = True
+            time.sleep(poll_s)
+        for path in sweep_tmp_files(self.root, _ROOT_TMP_MAX_AGE_S):
+            log.info("removed %s, left by a writer that was killed", path)
+        self._stop.clear()
+        interval = min(60.0, max(0.05, self.stale_after_s / 6))
+        self._heartbeat = threading.Thread(target=self._beat, args=(interval,), name="run-lock-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def release(self) -> None:
+        """Remove the lock file if it is still this process's (a takeover is not undone)."""
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(5.0)
+            self._heartbeat = None
+        token, self._token = self._token, None
+        if token is None:
+            return
+        with self._guard():
+            holder = self.holder()
+            if holder is not None and holder.token == token:
+                self.path.unlink(missing_ok=True)
+            else:
+                log.warning("the run lock %s was taken over while this run held it; left to its new holder", self.path)
+
+    def holder(self) -> LockHolder | None:
+        """The current holder, None when the lock is free. An unreadable file counts as held until it goes stale."""
+        try:
+            raw = self.path.read_bytes()
+            heartbeat = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            return LockHolder(
+                pid=int(data["pid"]), host=str(data["host"]), started_at=float(data["started_at"]),
+                command=str(data.get("command", "")), token=str(data["token"]), heartbeat_at=heartbeat,
+                pid_start=str(data.get("pid_start", "")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return LockHolder(pid=0, host="unknown (unreadable lock file)", started_at=heartbeat, command="", token="", heartbeat_at=heartbeat)
+
+    def _stale_reason(self, holder: LockHolder) -> str:
+        age = time.time() - holder.heartbeat_at
+        if age > self.stale_after_s:
+            return f"no heartbeat for {age:.0f} s (limit {self.stale_after_s:.0f} s)"
+        if holder.host == socket.gethostname() and holder.pid > 0 and os.name != "nt":
+            if not _pid_alive(holder.pid):
+                return f"process {holder.pid} is no longer running"
+            if holder.pid_start and _pid_start(holder.pid) not in ("", holder.pid_start):
+                return f"process {holder.pid} is a different process now (the pid was reused)"
+        return ""
+
+    def _take(self) -> None:
+        token = secrets.token_hex(8)
+        document = {
+            "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "command": self.command,
+            "token": token, "pid_start": _pid_start(os.getpid()),
+        }
+        atomic_write(self.path, json.dumps(document).encode("utf-8"))
+        self._token = token
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            holder = self.holder()
+            if holder is None or holder.token != self._token:
+                log.error("the run lock %s is no longer this run's (now %s)", self.path, holder.describe() if holder else "free")
+                return
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; the check-and-write below is then only nearly atomic
+            yield
+            return
+        with open(self.root / GUARD_FILE, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) is not running
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _pid_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart; "" elsewhere."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""

@@ -1,0 +1,90 @@
+"""Files at the store root that describe the whole store: the STATE change token and status.json of the last runs.
+
+status.json: {"format_version": 1, "written_at": ..., "tenants": {tenant: {"state": ..., "msg": ...}},
+"absent_runs": {tenant: consecutive runs whose tenants.csv did not list it}}. Only training runs write it, and
+they hold the run lock (runlock.py), so a read-modify-write here never races another writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+from ml_service.store.files import atomic_write
+from ml_service.store.format import FORMAT_VERSION, json_bytes, utc_now_iso
+
+log = logging.getLogger("ml_service.store")
+
+STATE_FILE = "STATE"  # a random token replaced whenever any tenant's CURRENT changes
+STATUS_FILE = "status.json"  # the tenants of the last runs and their state
+
+
+def state_token(root: Path) -> str:
+    """Changes whenever a tenant's current pointer changes (one small read): servers poll it to hot-swap."""
+    try:
+        return (root / STATE_FILE).read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def touch_state(root: Path) -> None:
+    """Give STATE a new random token so every server reloads the tenants whose pointer changed."""
+    atomic_write(root / STATE_FILE, (secrets.token_hex(16) + "\n").encode("ascii"))
+
+
+def read_document(root: Path) -> dict[str, Any]:
+    """The whole status.json ({} when absent; {} with a warning when unreadable)."""
+    path = root / STATUS_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(document, dict) or not isinstance(document["tenants"], dict):
+            raise ValueError("'tenants' is not an object")
+        return document
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s cannot be read (%s); no training status is shown", path, exc)
+        return {}
+
+
+def read_status(root: Path) -> dict[str, dict]:
+    """The per-tenant states saved last ({} when none or unreadable)."""
+    tenants = read_document(root).get("tenants") or {}
+    return {str(k): dict(v) for k, v in tenants.items() if isinstance(v, dict)}
+
+
+def read_absent_runs(root: Path) -> dict[str, int]:
+    """Per tenant, how many consecutive full runs did not find it in tenants.csv."""
+    absent = read_document(root).get("absent_runs") or {}
+    if not isinstance(absent, dict):
+        return {}
+    return {str(k): int(v) for k, v in absent.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def write_status(
+    root: Path,
+    statuses: Mapping[str, Mapping[str, Any]],
+    *,
+    merge: bool = False,
+    absent_runs: Mapping[str, int] | None = None,
+    forget: tuple[str, ...] = (),
+) -> None:
+    """Save tenants' states atomically: replace all of them, or (`merge`) only those given, keeping the others.
+
+    `absent_runs` replaces the absence counters when given (else they are kept); `forget` drops tenants entirely.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    old = read_document(root)
+    tenants: dict[str, Any] = dict(old.get("tenants") or {}) if merge else {}
+    tenants.update({str(k): dict(v) for k, v in statuses.items()})
+    absent = dict(absent_runs) if absent_runs is not None else dict(old.get("absent_runs") or {})
+    for tenant in forget:
+        tenants.pop(tenant, None)
+        absent.pop(tenant, None)
+    document: dict[str, Any] = {"format_version": FORMAT_VERSION, "written_at": utc_now_iso(), "tenants": tenants}
+    if absent:
+        document["absent_runs"] = absent
+    atomic_write(root / STATUS_FILE, json_bytes(document))
