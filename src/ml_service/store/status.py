@@ -26,7 +26,7 @@ def state_token(root: Path) -> str:
     """Changes whenever a tenant's current pointer changes (one small read): servers poll it to hot-swap."""
     try:
         return (root / STATE_FILE).read_text(encoding="ascii").strip()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):  # missing, or unreadable: servers keep what they serve
         return ""
 
 

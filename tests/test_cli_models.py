@@ -1,0 +1,43 @@
+"""`ml-service models`: the tables, the JSON of show, rollback, pin, unpin and prune as an operator sees them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from ml_service.cli_models import models_command
+from ml_service.store import ModelStore
+from tests.store.support import factors_model
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ModelStore:
+    return ModelStore(tmp_path / "recommender", keep_versions=5)
+
+
+def test_models_command_outputs(store: ModelStore) -> None:
+    v1 = store.publish("0", factors_model(0))
+    v2 = store.publish("0", factors_model(1))
+    store.write_status({"0": {"state": "trained", "msg": "success"}})
+    out, err = io.StringIO(), io.StringIO()
+    assert models_command(store, "list", None, None, out, err) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["TENANT", "CURRENT", "VERSION"]
+    assert lines[1].split()[:3] == ["0", v2, "mf"] and "0.2500" in lines[1] and "trained" in lines[1]
+    out = io.StringIO()
+    assert models_command(store, "show", "0", None, out, err) == 0
+    shown = json.loads(out.getvalue())
+    assert shown["version"] == v2 and shown["is_current"] and shown["meta"]["algorithm"] == "mf"
+    out = io.StringIO()
+    assert models_command(store, "rollback", "0", None, out, err) == 0
+    assert out.getvalue() == f"tenant 0: current version is now {v1} (was {v2})\n"
+    out = io.StringIO()
+    assert models_command(store, "list", "0", None, out, err) == 0
+    assert [line.split()[:2] for line in out.getvalue().splitlines()[1:]] == [[v2, "mf"], ["*", v1]]
+    out = io.StringIO()
+    assert models_command(store, "prune", None, None, out, err) == 0 and "0 folder(s) removed" in out.getvalue()
+    assert models_command(store, "show", "../x", None, out, err) == 1 and "invalid tenant id" in err.getvalue()
+    assert models_command(store, "frobnicate", None, None, out, err) == 1 and "unknown models action" in err.getvalue()
