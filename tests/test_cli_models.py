@@ -41,3 +41,50 @@ def test_models_command_outputs(store: ModelStore) -> None:
     assert models_command(store, "prune", None, None, out, err) == 0 and "0 folder(s) removed" in out.getvalue()
     assert models_command(store, "show", "../x", None, out, err) == 1 and "invalid tenant id" in err.getvalue()
     assert models_command(store, "frobnicate", None, None, out, err) == 1 and "unknown models action" in err.getvalue()
+
+
+def test_pin_and_unpin_as_printed(store: ModelStore) -> None:
+    v1 = store.publish("0", factors_model(0))
+    v2 = store.publish("0", factors_model(1))
+    out, err = io.StringIO(), io.StringIO()
+    assert models_command(store, "pin", "0", v1, out, err) == 0, err.getvalue()
+    assert out.getvalue() == (
+        f"tenant 0: pinned to version {v1} (was serving {v2}); new trainings are stored but not served until "
+        "`ml-service models unpin 0`\n"
+    )
+    out = io.StringIO()
+    assert models_command(store, "list", None, None, out, err) == 0
+    assert out.getvalue().splitlines()[1].split()[:3] == ["0", v1, "(pinned)"]
+    out = io.StringIO()
+    assert models_command(store, "list", "0", None, out, err) == 0
+    assert out.getvalue().splitlines()[1].split()[:2] == [v2, "mf"]
+    assert out.getvalue().splitlines()[2].split()[:3] == ["*", v1, "(pinned)"]
+    out = io.StringIO()
+    assert models_command(store, "show", "0", None, out, err) == 0
+    assert json.loads(out.getvalue())["pinned"] == v1
+    assert models_command(store, "rollback", "0", v2, io.StringIO(), err) == 1 and "is pinned to version" in err.getvalue()
+    out = io.StringIO()
+    assert models_command(store, "unpin", "0", None, out, err) == 0
+    assert out.getvalue() == (
+        f"tenant 0: unpinned; still serving {v1} until the next published version; the newest stored version is "
+        f"{v2}: `ml-service models rollback 0 {v2}` serves it now\n"
+    )
+    out = io.StringIO()
+    assert models_command(store, "unpin", "0", None, out, err) == 0 and out.getvalue() == "tenant 0 was not pinned\n"
+    assert models_command(store, "pin", None, None, out, err) == 1 and "`models pin` needs a tenant id" in err.getvalue()
+
+
+def test_models_pin_through_the_command_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    store = ModelStore(tmp_path / "models" / "recommender")
+    v1 = store.publish("0", factors_model(0))
+    store.publish("0", factors_model(1))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
+    env.update(ML_MODELS_DIR=str(tmp_path / "models"), ML_LOGS_DIR=str(tmp_path / "logs"))
+    done = subprocess.run([sys.executable, "-m", "ml_service.cli", "models", "pin", "0", v1], env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert store.pinned_version("0") == v1 == store.current_version("0")

@@ -66,3 +66,19 @@ def test_ensure_dirs_creates(tmp_path: Path) -> None:
     s = Settings.from_env({**BASE, "ML_MODELS_DIR": str(tmp_path / "m"), "ML_LOGS_DIR": str(tmp_path / "l")})
     s.ensure_dirs()
     assert (tmp_path / "m").is_dir() and (tmp_path / "l").is_dir()
+
+
+def test_store_settings_defaults_and_validation() -> None:
+    s = Settings.from_env(BASE)
+    assert s.run_lock_stale_minutes == 30.0 and s.tenant_retention_runs == 3
+    s = Settings.from_env({**BASE, "ML_RUN_LOCK_STALE": "2.5", "ML_TENANT_RETENTION_RUNS": "0"})
+    assert s.run_lock_stale_minutes == 2.5 and s.tenant_retention_runs == 0
+    for name, value, fragment in [
+        ("ML_RUN_LOCK_STALE", "0", "ML_RUN_LOCK_STALE='0' is invalid: expected a value between 0.05 and 10080"),
+        ("ML_RUN_LOCK_STALE", "soon", "ML_RUN_LOCK_STALE='soon' is invalid: expected a number"),
+        ("ML_TENANT_RETENTION_RUNS", "-1", "ML_TENANT_RETENTION_RUNS='-1' is invalid: expected a value between 0 and 10000"),
+        ("ML_TENANT_RETENTION_RUNS", "2.5", "expected a whole number"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({**BASE, name: value})
+        assert fragment in str(caught.value)

@@ -256,3 +256,13 @@ def test_delete_tenant_removes_models_and_status(store: ModelStore) -> None:
     assert set(store.read_status()) == {"0"} and store.state_token() != token
     assert [p.name for p in store.root.iterdir() if p.name.startswith(".del-")] == []
     assert store.load("0")  # the others are untouched
+
+
+def test_an_unreadable_pin_still_holds_the_pointer(store: ModelStore, caplog: pytest.LogCaptureFixture) -> None:
+    v1 = store.publish("0", factors_model(0))
+    (store.root / "0" / "PINNED").write_text("garbage")
+    with caplog.at_level(logging.ERROR, logger="ml_service.store"):
+        v2 = store.publish("0", factors_model(1))
+    assert store.current_version("0") == v1 and v2 in [i.version for i in store.versions("0")]
+    assert "PINNED holds 'garbage'" in caplog.text
+    assert store.unpin("0") is None and store.publish("0", factors_model(2)) == store.current_version("0")

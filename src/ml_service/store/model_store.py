@@ -186,9 +186,9 @@ class ModelStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            pinned = self._pointer_or_none(tenant, PINNED_FILE)
+            pinned = self._pin_of_publish(tenant, tenant_dir)
             if pinned is not None:
-                log.info("tenant %s is pinned to version %s: version %s is stored but not served", tenant, pinned, version)
+                log.info("tenant %s is pinned to %s: version %s is stored but not served", tenant, pinned, version)
                 self._after_switch(tenant, tenant_dir, switched=False)
             else:
                 atomic_write(tenant_dir / CURRENT_FILE, (version + "\n").encode("ascii"))
@@ -308,6 +308,14 @@ class ModelStore:
         except StoreError as exc:
             log.warning("%s", exc)
             return None
+
+    def _pin_of_publish(self, tenant: str, tenant_dir: Path) -> str | None:
+        """The pin a publish must respect; an unreadable PINNED file still holds the pointer where it is."""
+        try:
+            return self._read_pointer(tenant, PINNED_FILE)
+        except StoreError as exc:
+            log.error("%s; the tenant stays on its current version until the file is fixed or `models unpin %s`", exc, tenant)
+            return f"an unreadable {tenant_dir / PINNED_FILE}"
 
     def _current_or_none(self, tenant: str) -> str | None:
         return self._pointer_or_none(tenant, CURRENT_FILE)
