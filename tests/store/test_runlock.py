@@ -143,7 +143,7 @@ def test_train_while_another_run_holds_the_lock_exits_naming_it(tmp_path: Path, 
         env=_cli_env(tmp_path), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 1
-    assert f"Training not started: another training run holds" in done.stderr
+    assert "Training not started: another training run holds" in done.stderr
     assert f"pid {holder.pid} on host {socket.gethostname()}" in done.stderr and "use --wait" in done.stderr
     assert not (tmp_path / "models" / "recommender" / "0").exists()  # nothing was trained
 
@@ -191,5 +191,5 @@ def test_batch_refuses_to_start_while_a_training_run_holds_the_lock(
     data.mkdir()
     code = batch_main(["--query", "popular", "--data_path", str(data)])
     assert code == 1
-    assert f"ml-service batch: not started: another training run holds" in capsys.readouterr().err
+    assert "ml-service batch: not started: another training run holds" in capsys.readouterr().err
     assert not (data / "ml_started").exists()

@@ -6,10 +6,12 @@ This is the seam a remote backend (e.g. S3 through fsspec) would replace: every 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
 from pathlib import Path
+from typing import Iterator
 
 TMP_SUFFIX = ".tmp"
 
@@ -69,3 +71,19 @@ def sweep_tmp_files(folder: Path, older_than_s: float) -> list[str]:
         except OSError:
             continue
     return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an flock on `path` (created if needed) for the block; on Windows (no fcntl) this does not lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one writer at a time is the operator's job
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -10,16 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import shutil
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ml_service.models.base import TrainedModel
 from ml_service.store import status as status_files
-from ml_service.store.files import atomic_write, fsync_dir
+from ml_service.store.files import atomic_write, exclusive_lock, fsync_dir
 from ml_service.store.format import (
     VERSION_RE,
     CorruptVersionError,
@@ -381,19 +381,9 @@ class ModelStore:
             fsync_dir(tenant_dir)
         return removed
 
-    @contextlib.contextmanager
-    def _lock(self, tenant_dir: Path) -> Iterator[None]:
-        try:
-            import fcntl
-        except ImportError:  # Windows: one writer at a time is the operator's job
-            yield
-            return
-        with open(tenant_dir / LOCK_FILE, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    @staticmethod
+    def _lock(tenant_dir: Path) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(tenant_dir / LOCK_FILE)
 
 
 def _remove_leftovers(tenant_dir: Path) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ml_service.store.files import atomic_write, sweep_tmp_files
+from ml_service.store.files import atomic_write, exclusive_lock, sweep_tmp_files
 from ml_service.store.format import StoreError
 
 log = logging.getLogger("ml_service.store")
@@ -169,19 +169,8 @@ class RunLock:
             with contextlib.suppress(OSError):
                 os.utime(self.path)
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; the check-and-write below is then only nearly atomic
-            yield
-            return
-        with open(self.root / GUARD_FILE, "a+b") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(self.root / GUARD_FILE)  # on Windows the check-and-write is then only nearly atomic
 
 
 def _pid_alive(pid: int) -> bool:
