@@ -27,6 +27,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Similar items: held-out hit rate of the served similar-items lists | `similar_items.py` | `results/similar_items.json` |
 | Cold start: learners with every interaction held out | `cold_start.py` | `results/cold_start.json` |
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
+| Store: publish and load of a 50k x 10k tenant, and what publish's checks cost | `store_publish.py` | `results/store_publish.json` |
 """
 
 
@@ -159,12 +160,23 @@ def serving_section(d: dict) -> str:
     ])
 
 
+def store_section(d: dict) -> str:
+    m = d["median"]
+    rows = [[d["shape"]["users"], d["shape"]["items"], d["shape"]["factors"], d["version_mb"], m["publish_s"], m["check_s"],
+             f"{d['check_share_of_publish']:.1%}", m["load_verified_s"], m["load_unverified_s"]]]
+    return "\n".join([
+        "## Store", "", f"`{d['command']}` ({d['generated_at']}); medians; {'; '.join(d.get('notes', []))}.", "",
+        table(["users", "items", "factors", "version MB", "publish s", "of which checks s", "checks share",
+               "load (SHA-256 verified) s", "load (sizes only) s"], rows),
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
                          ("ceiling.json", ceiling_section),
                          ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section)):
+                         ("serving.json", serving_section), ("store_publish.json", store_section)):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")
