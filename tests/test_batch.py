@@ -262,3 +262,9 @@ def test_legacy_and_hyphenated_arguments() -> None:
 def test_missing_data_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert batch_main(["--data_path", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _run_lock_outside_the_working_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """batch takes the store's run lock under ML_MODELS_DIR: keep it out of the folder the tests run in."""
+    monkeypatch.setenv("ML_MODELS_DIR", str(tmp_path_factory.mktemp("models")))

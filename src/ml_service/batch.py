@@ -79,11 +79,10 @@ def batch_main(argv: list[str]) -> int:
     settings = settings.with_(
         algorithm=args.query or settings.algorithm, num_threads=args.threads or settings.num_threads
     )
-    from ml_service.cli import run_lock
-    from ml_service.store import RunLockBusy
+    from ml_service.store import RunLock, RunLockBusy
 
     try:
-        with run_lock(settings, "batch").held():  # never interleaved with a training run on the same models folder
+        with RunLock.for_settings(settings, "batch").held():  # never interleaved with a training run on the same models folder
             return run_batch(
                 args.data_path, settings,
                 result_count_user=args.result_count_user, result_count_item=args.result_count_item,

@@ -102,7 +102,7 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
 
 def _cmd_train(ns: argparse.Namespace) -> int:
     from ml_service.logs import configure_logging
-    from ml_service.store import ModelStore, RunLockBusy
+    from ml_service.store import ModelStore, RunLock, RunLockBusy
     from ml_service.training.pipeline import run_training
 
     source_arg = ns.source or ""
@@ -115,7 +115,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     source = _make_source(settings, Path(source_arg) if from_folder else None, force=ns.force)
     try:
-        with run_lock(settings, "train --scheduled" if ns.scheduled else "train").held(
+        with RunLock.for_settings(settings, "train --scheduled" if ns.scheduled else "train").held(
             wait=ns.wait, on_wait=lambda holder: print(f"Waiting for the training run of {holder.describe()}", file=sys.stderr, flush=True)
         ):
             progress = _Progress(sys.stderr)
@@ -132,13 +132,6 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(format_summary(result.tenants))
     return EXIT_OK if result.ok else EXIT_FAILED
-
-
-def run_lock(settings: Settings, command: str) -> Any:
-    """The store's run lock: one training run (train, scheduled train, batch) at a time on this models folder."""
-    from ml_service.store import RunLock
-
-    return RunLock(settings.recommender_dir, stale_after_s=settings.run_lock_stale_minutes * 60.0, command=command)
 
 
 def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:

@@ -19,10 +19,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from ml_service.store.files import atomic_write, exclusive_lock, sweep_tmp_files
 from ml_service.store.format import StoreError
+
+if TYPE_CHECKING:
+    from ml_service.config import Settings
 
 log = logging.getLogger("ml_service.store")
 
@@ -71,6 +74,11 @@ class RunLock:
         self._token: str | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
+
+    @classmethod
+    def for_settings(cls, settings: "Settings", command: str) -> "RunLock":
+        """The lock of the store under ML_MODELS_DIR, stale after ML_RUN_LOCK_STALE minutes without a heartbeat."""
+        return cls(settings.recommender_dir, stale_after_s=settings.run_lock_stale_minutes * 60.0, command=command)
 
     @contextlib.contextmanager
     def held(self, *, wait: bool = False, poll_s: float = 1.0, on_wait: Callable[[LockHolder], None] | None = None) -> Iterator["RunLock"]:
