@@ -66,3 +66,13 @@ def test_ensure_dirs_creates(tmp_path: Path) -> None:
     s = Settings.from_env({**BASE, "ML_MODELS_DIR": str(tmp_path / "m"), "ML_LOGS_DIR": str(tmp_path / "l")})
     s.ensure_dirs()
     assert (tmp_path / "m").is_dir() and (tmp_path / "l").is_dir()
+
+
+def test_model_load_retry_waits() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.load_retry_wait_s, s.load_retry_max_wait_s) == (1.0, 60.0)
+    s = Settings.from_env({**BASE, "ML_LOAD_RETRY_WAIT": "0.5", "ML_LOAD_RETRY_MAX_WAIT": "600"})
+    assert (s.load_retry_wait_s, s.load_retry_max_wait_s) == (0.5, 600.0)
+    for name in ("ML_LOAD_RETRY_WAIT", "ML_LOAD_RETRY_MAX_WAIT"):
+        with pytest.raises(ConfigError, match=f"{name}='0' is invalid"):
+            Settings.from_env({**BASE, name: "0"})

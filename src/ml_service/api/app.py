@@ -42,7 +42,10 @@ def create_app(
     thread polls the store every `refresh_interval_s` seconds (None: never) and hot-swaps new versions.
     `clock` is the service clock used by authentication and the health check.
     """
-    recommender = recommender if recommender is not None else Recommender(store)
+    if recommender is None:
+        recommender = Recommender(
+            store, retry_wait_s=settings.load_retry_wait_s, retry_max_wait_s=settings.load_retry_max_wait_s
+        )
     probe = health_probe if health_probe is not None else TotaraProbe()
     try:
         recommender.refresh()
