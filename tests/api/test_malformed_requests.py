@@ -88,3 +88,10 @@ def test_non_finite_scores_never_reach_the_wire(client: httpx.Client, settings: 
         assert [item_id for item_id, _ in items] == ["10"]  # article 11 (NaN score) dropped, the other one kept
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("path", ["/docs%0A", "/user-items%0A", "/health-check%0A", "/favicon.ico%0A"])
+def test_a_path_ending_in_a_newline_is_unknown(client: httpx.Client, url: str, path: str) -> None:
+    query = "?totara_user_id=2&item_type=engage_article&tenant=0&n_items=3" if "user-items" in path else ""
+    response = client.get(url + path + query, headers=signed())
+    assert response.status_code == 404 and _strict_json(response)["error"] == "true"

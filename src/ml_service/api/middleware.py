@@ -111,6 +111,11 @@ class DispatchMiddleware:
                     await send({"type": "http.response.start", "status": status, "headers": json_headers(body)})
                     await send({"type": "http.response.body", "body": body})
                     return
+            if scope["path"].endswith("\n"):
+                # Starlette's route patterns end in `$`, which also matches before a final newline: without this,
+                # `/docs%0A` would be served as /docs. An unknown path is a 404 (spec §2.7), whatever it ends with.
+                await framework_error(404)(scope, receive, send)
+                return
             if method == "HEAD":
                 scope = dict(scope, method="GET")
                 method = "GET"
