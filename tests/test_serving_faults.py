@@ -189,3 +189,23 @@ def test_a_tenant_without_any_loadable_version_is_skipped_and_logged_once(
     messages = _problems(caplog, "1")
     assert len(messages) == 2, messages  # what is wrong with CURRENT's version, and that nothing loads
     assert "no model version that loads (1 tried)" in messages[-1]
+
+
+def test_an_unreadable_store_keeps_the_served_models_and_is_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ModelStore(tmp_path / "recommender")
+    store.publish("0", make_model(seed=0))
+    recommender = Recommender(store)
+    recommender.refresh()
+    served = recommender.state
+    state_file = store.root / "STATE"
+    state_file.unlink()
+    state_file.mkdir()  # reading the store's state token now fails with EISDIR
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    assert [recommender.refresh() for _ in range(3)] == [False, False, False]
+    assert recommender.state is served
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    state_file.rmdir()
+    store.publish("0", make_model(seed=1))
+    assert recommender.refresh() is True and recommender.index("0") is not served.indexes["0"]
