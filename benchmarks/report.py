@@ -28,6 +28,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Cold start: learners with every interaction held out | `cold_start.py` | `results/cold_start.json` |
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
 | Store: publish and load of a 50k x 10k tenant, and what publish's checks cost | `store_publish.py` | `results/store_publish.json` |
+| Fuzz: generated requests over every route against `ml-service serve`, checked against the wire contract | `fuzz.py` | `results/fuzz.json` |
 """
 
 
@@ -171,12 +172,31 @@ def store_section(d: dict) -> str:
     ])
 
 
+def fuzz_section(d: dict) -> str:
+    rows = [[route, r["requests"], ", ".join(f"{status}: {n}" for status, n in r["statuses"].items()), r["5xx"], r["violations"]]
+            for route, r in d["by_route"].items()]
+    log = d["access_log"]
+    return "\n".join([
+        "## Fuzz", "", f"`{d['command']}` ({d['generated_at']}); {d['server']}, the bundled sample trained with "
+        f"`{d['data']['algorithm']}`; hypothesis seed {d['seed']}. Requests over every route with valid and invalid "
+        "parameters and authentication, bad percent-encoding, non-UTF-8, repeated parameters, oversized and malformed "
+        "requests, each answer checked against the wire contract (tests/fuzz_support.py).", "",
+        f"**{d['requests']:,} requests: {d['5xx']} answered 5xx, {d['contract_violations']} broke the contract**; the "
+        f"service still answered afterwards: {str(d['still_answering']).lower()}; RSS {d['rss_mb']['start']} → "
+        f"{d['rss_mb']['end']} MB; access log: {log['lines']:,} lines for {log['fuzz_requests_reaching_the_app']:,} "
+        f"requests that reached the app + {log['checks']} checks ({log['forged_or_missing']} forged or missing).", "",
+        table(["route", "requests", "statuses", "5xx", "contract violations"], rows),
+        "", "Goal: zero 5xx and zero contract violations.",
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
                          ("ceiling.json", ceiling_section),
                          ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section), ("store_publish.json", store_section)):
+                         ("serving.json", serving_section), ("store_publish.json", store_section),
+                         ("fuzz.json", fuzz_section)):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")

@@ -82,3 +82,11 @@ def test_store_settings_defaults_and_validation() -> None:
         with pytest.raises(ConfigError) as caught:
             Settings.from_env({**BASE, name: value})
         assert fragment in str(caught.value)
+def test_model_load_retry_waits() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.load_retry_wait_s, s.load_retry_max_wait_s) == (1.0, 60.0)
+    s = Settings.from_env({**BASE, "ML_LOAD_RETRY_WAIT": "0.5", "ML_LOAD_RETRY_MAX_WAIT": "600"})
+    assert (s.load_retry_wait_s, s.load_retry_max_wait_s) == (0.5, 600.0)
+    for name in ("ML_LOAD_RETRY_WAIT", "ML_LOAD_RETRY_MAX_WAIT"):
+        with pytest.raises(ConfigError, match=f"{name}='0' is invalid"):
+            Settings.from_env({**BASE, name: "0"})

@@ -116,3 +116,15 @@ def test_two_workers_on_two_addresses_share_the_models(tmp_path: Path) -> None:
             other = f"http://[::1]:{second}"
             _wait(lambda: httpx.get(other + "/", timeout=1).status_code == 200, 30, "the IPv6 address")
             assert _user_items(other)["success"] is True
+
+
+def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    """Each memory-mapped model array holds a descriptor: a server starts with its soft limit lifted."""
+    code = (
+        "import resource; from ml_service.server import raise_open_file_limit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "print(raise_open_file_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == "True"

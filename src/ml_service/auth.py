@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,15 @@ from dataclasses import dataclass
 SERVICE_MAX_SKEW_S = 30
 # Service → Totara: Totara's validator accepts the inclusive window [now-30, now+30] (spec §3.2).
 TOTARA_MAX_SKEW_S = 30
+# Unix seconds as Totara writes them (PHP time()). Not int(): it accepts `1_700_000_000` and thousands of digits,
+# and a 4,300-digit negative time made the variance too long to print (a 500 on an unauthenticated request).
+_UNIX_SECONDS = re.compile(r"[+-]?[0-9]{1,20}")
+
+
+def parse_unix_seconds(text: str) -> int | None:
+    """The header's whole number of seconds (surrounding spaces allowed), or None if it is not one."""
+    text = text.strip()
+    return int(text) if _UNIX_SECONDS.fullmatch(text) else None
 
 
 def make_token(time_text: str, key: str) -> str:
@@ -41,10 +51,9 @@ def verify_request(time_header: str | None, key_header: str | None, key: str, no
     service_time = int(time.time() if now is None else now)
     if time_header is None or time_header == "":
         return AuthResult(False, "The X-Totara-Time header is missing.", True, service_time, service_time)
-    try:
-        request_time = int(time_header.strip())
-    except ValueError:
-        return AuthResult(False, f"The X-Totara-Time header is not a whole number of Unix seconds.", True, service_time, service_time)
+    request_time = parse_unix_seconds(time_header)
+    if request_time is None:
+        return AuthResult(False, "The X-Totara-Time header is not a whole number of Unix seconds.", True, service_time, service_time)
     variance = abs(service_time - request_time)
     if variance >= SERVICE_MAX_SKEW_S:
         return AuthResult(
@@ -69,9 +78,8 @@ def verify_totara_side(time_header: str | None, key_header: str | None, key: str
     """Totara's own validator (spec §3.2/3.3): both headers non-empty, time not 0, inclusive ±30 s, hash equal."""
     if not key or not time_header or not key_header or time_header.strip() == "0":
         return False
-    try:
-        request_time = int(time_header)
-    except ValueError:
+    request_time = parse_unix_seconds(time_header)
+    if request_time is None:
         return False
     current = int(time.time() if now is None else now)
     if not current - TOTARA_MAX_SKEW_S <= request_time <= current + TOTARA_MAX_SKEW_S:

@@ -54,6 +54,10 @@ class Settings:
     # Serving: how a user's positive items are treated (D3): removed, or demoted as the reference does.
     seen_policy: str = "exclude"
     max_n_items: int = 1000
+    # Serving: a model load failing with a transient OS error (EMFILE, ENOMEM, EIO) is retried after this many
+    # seconds, doubling up to the maximum (lasting corruption is never retried for the same version).
+    load_retry_wait_s: float = 1.0
+    load_retry_max_wait_s: float = 60.0
     # Training: wall-clock budget of the `auto` search per tenant, the random seed, identity features.
     auto_time_budget_s: float = 600.0
     seed: int = 42
@@ -119,6 +123,8 @@ class Settings:
             connect_timeout_s=_parse_number(env, "ML_CONNECT_TIMEOUT", 10.0, minimum=0.1, kind=float),
             read_timeout_s=_parse_number(env, "ML_READ_TIMEOUT", 30.0, minimum=0.1, kind=float),
             seen_policy=seen_policy,
+            load_retry_wait_s=_parse_number(env, "ML_LOAD_RETRY_WAIT", 1.0, minimum=0.01, maximum=3600.0, kind=float),
+            load_retry_max_wait_s=_parse_number(env, "ML_LOAD_RETRY_MAX_WAIT", 60.0, minimum=0.01, maximum=86400.0, kind=float),
             auto_time_budget_s=_parse_number(env, "ML_AUTO_TIME_BUDGET", 600.0, minimum=1.0, kind=float),
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
             identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),

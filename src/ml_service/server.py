@@ -16,6 +16,26 @@ log = logging.getLogger("ml_service.server")
 APP_FACTORY = "ml_service.server:app_from_env"
 
 
+def raise_open_file_limit() -> int:
+    """Lift this process's soft limit of open files to its hard limit; return the limit now in force.
+
+    Every memory-mapped model array keeps a file descriptor open (13 per tenant for a factor model), so the
+    common soft limit of 1,024 would leave tenants beyond about 75 unloadable (EMFILE).
+    """
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    return soft
+
+
 def app_from_env() -> Any:
     """The ASGI app for one worker process, from the ML_* environment (uvicorn calls this in each worker)."""
     from threadpoolctl import threadpool_limits
@@ -27,6 +47,7 @@ def app_from_env() -> Any:
     # One BLAS thread per worker: a request's product then never waits for a helper thread that another worker
     # or process holds the core of (with 2 threads, a 10k x 64 product took 9 ms at p99 on a busy 2-core host).
     threadpool_limits(limits=1, user_api="blas")
+    raise_open_file_limit()
     settings = Settings.from_env(require_totara=not _demo_mode())
     configure_logging(settings.logs_dir)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)

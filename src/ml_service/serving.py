@@ -6,20 +6,21 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, TYPE_INDEX
+from ml_service.load_failures import LoadFailures, short, transient_cause
 from ml_service.models.base import FACTORS, TrainedModel
 from ml_service.ranking import EXCLUDE, rank_similar, rank_user
-
-if TYPE_CHECKING:  # the store is only called, never constructed here
-    from ml_service.store import ModelStore
+from ml_service.store import ModelStore, StoreError
 
 log = logging.getLogger("ml_service.serving")
+_STORE = "*"  # the key LoadFailures logs store-wide problems under (no tenant id can be "*")
 
 # Longest names first so that no type name is left half-removed by a shorter one.
 _TYPE_NAMES_LONGEST_FIRST = tuple(sorted(ITEM_TYPES, key=len, reverse=True))
@@ -108,8 +109,9 @@ class TenantIndex:
     def find_user(self, user_id: str) -> int | None:
         """Index of a user id, accepting `007` for `7` as Totara's integer ids would."""
         index = self.user_index.get(user_id)
-        if index is None and user_id.isdigit():
-            index = self.user_index.get(str(int(user_id)))
+        if index is None and user_id.isascii() and user_id.isdigit():
+            # Not int(): Python refuses to convert strings of more than 4,300 digits (a 500 on a long id).
+            index = self.user_index.get(user_id.lstrip("0") or "0")
         return index
 
     def rank_user(self, user_id: str, item_type: str, n: int, seen_policy: str = EXCLUDE) -> list[tuple[int, float]]:
@@ -182,13 +184,27 @@ class ServingState:
 
 
 class Recommender:
-    """Serves the store's current models; `refresh()` rebuilds changed tenants beside the old ones and swaps."""
+    """Serves the store's current models; `refresh()` rebuilds changed tenants beside the old ones and swaps.
 
-    def __init__(self, store: "ModelStore"):
+    One tenant's broken files never stop the others: a tenant whose CURRENT is garbage or unreadable, or whose
+    version fails to load, keeps its previous index (or, with none, its newest version that loads) and the
+    problem is logged once. Transient OS errors (EMFILE, ENOMEM from mmap, EIO...) are retried with back-off
+    from `retry_wait_s` up to `retry_max_wait_s`; only lasting failures (hash, shape, format, missing
+    folder) mark a version as bad, until the tenant's CURRENT names another one.
+    """
+
+    def __init__(
+        self,
+        store: ModelStore,
+        *,
+        retry_wait_s: float = 1.0,
+        retry_max_wait_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.store = store
         self.state = ServingState()  # the one attribute requests read; only ever replaced whole
         self._refresh_lock = threading.Lock()
-        self._failed_versions: dict[str, str] = {}  # tenant -> version whose load failed (not retried)
+        self._failures = LoadFailures(retry_wait_s, retry_max_wait_s, clock)
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -207,68 +223,37 @@ class Recommender:
         return tenant in state.indexes or tenant in state.known_tenants or tenant in state.status
 
     # -- keeping up with the store -------------------------------------------------------------------------
-    def _load_newest_good(self, tenant: str) -> "TenantIndex | None":
-        """On a cold start with a corrupt current version, serve the newest good one rather than nothing."""
-        try:
-            loaded = self.store.load(tenant)  # the store falls back to the newest version that verifies
-        except Exception:
-            log.exception("tenant %s has no loadable model version; it is not served", tenant)
-            return None
-        log.warning("serving tenant %s from its last good version %s", tenant, loaded.version)
-        return TenantIndex(tenant, loaded.version, loaded.model, loaded.meta)
-
     def refresh(self) -> bool:
-        """Load tenants whose current version changed, then swap the whole state at once; True if it changed.
-
-        A tenant whose load fails keeps its previous index (the error is logged once per version).
-        """
+        """Load tenants whose current version changed (or whose transient failure is due for a retry), then
+        swap the whole state at once; True if it changed. Never raises for one tenant's files."""
         with self._refresh_lock:
-            token = self.store.state_token()
             old = self.state
+            failures = self._failures
+            try:
+                token = self.store.state_token()
+                due = token != old.token or old.token is None or failures.any_retry_due()
+                tenants = self.store.tenants() if due else None
+            except Exception as exc:  # the store root itself is unreadable: keep everything as it is
+                failures.problem(
+                    _STORE, short(exc), f"reading the model store {self.store.root} failed ({short(exc)}); "
+                    "serving the models loaded before",
+                )
+                return False
+            failures.clear_problem(_STORE)
             status = self._read_status(old)
-            if token == old.token and old.token is not None:
+            if tenants is None:
                 # No publish since last time; a run may still have reported untrained or failed tenants.
                 if status == old.status:
                     return False
                 self.state = dataclasses.replace(old, status=status)
                 return True
             indexes: dict[str, TenantIndex] = {}
-            known: set[str] = set()
-            for tenant in self.store.tenants():
-                known.add(tenant)
-                version = self.store.current_version(tenant)
-                current = old.indexes.get(tenant)
-                if version is None:
-                    if current is not None:
-                        log.info("tenant %s has no current model any more; it is no longer served", tenant)
-                    continue
-                if current is not None and current.version == version:
-                    indexes[tenant] = current
-                    continue
-                if self._failed_versions.get(tenant) == version:
-                    if current is not None:
-                        indexes[tenant] = current
-                    continue
-                try:
-                    loaded = self.store.load(tenant, version)
-                    indexes[tenant] = TenantIndex(tenant, loaded.version, loaded.model, loaded.meta)
-                    self._failed_versions.pop(tenant, None)
-                    log.info("serving tenant %s model version %s (%s)", tenant, loaded.version, loaded.model.algorithm)
-                except Exception:  # a broken version must never take serving down
-                    self._failed_versions[tenant] = version
-                    log.exception(
-                        "loading tenant %s model version %s failed; %s",
-                        tenant,
-                        version,
-                        f"still serving version {current.version}" if current is not None else "the tenant is not served",
-                    )
-                    if current is not None:
-                        indexes[tenant] = current
-                    else:
-                        fallback = self._load_newest_good(tenant)
-                        if fallback is not None:
-                            indexes[tenant] = fallback
-            new = ServingState(indexes=indexes, status=status, known_tenants=frozenset(known), token=token)
+            for tenant in tenants:
+                index = self._resolve(tenant, old.indexes.get(tenant))
+                if index is not None:
+                    indexes[tenant] = index
+            failures.forget(set(tenants) | {_STORE})
+            new = ServingState(indexes=indexes, status=status, known_tenants=frozenset(tenants), token=token)
             changed = (
                 new.status != old.status
                 or new.known_tenants != old.known_tenants
@@ -277,6 +262,106 @@ class Recommender:
             )
             self.state = new  # the hot swap: one reference assignment
             return changed
+
+    def _resolve(self, tenant: str, current: TenantIndex | None) -> TenantIndex | None:
+        """The index to serve for one tenant now: unchanged, newly loaded, kept after a failure, or a fallback."""
+        failures = self._failures
+        keeping = f"still serving version {current.version}" if current is not None else "the tenant is not served"
+        try:
+            version = self.store.current_version(tenant)
+        except Exception as exc:  # unreadable or garbage CURRENT (StoreError, UnicodeDecodeError, OSError...)
+            if transient_cause(exc) is not None:
+                failures.transient(tenant, "reading CURRENT", exc)
+                return current
+            error = short(exc)
+            if current is not None:
+                failures.problem(tenant, error, f"tenant {tenant}: {error}; {keeping}")
+                return current
+            failures.problem(tenant, error, f"tenant {tenant}: {error}; looking for its newest model version that loads")
+            return self._newest_good(tenant, None, error)
+        if version is None:
+            if current is not None:
+                log.info("tenant %s has no current model any more; it is no longer served", tenant)
+            return None
+        if current is not None and current.version == version:
+            failures.recovered(tenant, "reading CURRENT")
+            failures.clear_problem(tenant)
+            return current
+        if failures.is_bad(tenant, version):
+            return current if current is not None else self._newest_good(tenant, version, version)
+        what = f"loading model version {version}"
+        try:
+            index = self._load(tenant, version)
+        except Exception as exc:  # a broken version must never take serving down
+            if transient_cause(exc) is not None:
+                failures.transient(tenant, what, exc)
+                return current
+            error = short(exc)
+            failures.mark_bad(tenant, version, error)
+            trace = None if isinstance(exc, StoreError) else exc  # a bug rather than a damaged file: keep the traceback
+            if current is not None:
+                failures.problem(tenant, version, f"tenant {tenant}: {what} failed: {error}; {keeping}", exc_info=trace)
+                return current
+            failures.problem(
+                tenant, version, f"tenant {tenant}: {what} failed: {error}; looking for its last good version", exc_info=trace
+            )
+            return self._newest_good(tenant, version, version)
+        failures.recovered(tenant, what)
+        failures.clear_problem(tenant)
+        log.info("serving tenant %s model version %s (%s)", tenant, index.version, index.model.algorithm)
+        return index
+
+    def _load(self, tenant: str, version: str) -> TenantIndex:
+        loaded = self.store.load(tenant, version)
+        return TenantIndex(tenant, loaded.version, loaded.model, loaded.meta)
+
+    def _newest_good(self, tenant: str, unusable: str | None, why: str) -> TenantIndex | None:
+        """With nothing served yet and the current version unusable (or unknown: None), the first version that
+        loads: older than the unusable one newest first, then newer ones (as ModelStore.load chooses).
+
+        `why` (the unusable version, or CURRENT's error) marks a search that found nothing, so that it is not
+        repeated, nor logged, at every hot swap of other tenants while the tenant stays as it is.
+        """
+        failures = self._failures
+        if failures.fallback_known_to_fail(tenant, why):
+            return None
+        try:
+            infos = self.store.versions(tenant)  # newest first
+        except Exception as exc:
+            if transient_cause(exc) is not None:
+                failures.transient(tenant, "listing model versions", exc)
+                return None
+            error = short(exc)
+            failures.problem(tenant, "versions:" + error, f"tenant {tenant}: listing its model versions failed: {error}; the tenant is not served")
+            failures.fallback_failed(tenant, why)
+            return None
+        names = [info.version for info in infos]
+        if unusable is not None:
+            names = [n for n in names if n < unusable] + [n for n in reversed(names) if n > unusable]
+        for info in infos:
+            if not info.ok:
+                failures.mark_bad(tenant, info.version, info.error)
+        for name in names:
+            if failures.is_bad(tenant, name):
+                continue
+            try:
+                index = self._load(tenant, name)
+            except Exception as exc:
+                if transient_cause(exc) is not None:
+                    failures.transient(tenant, f"loading model version {name}", exc)
+                    return None
+                failures.mark_bad(tenant, name, short(exc))
+                continue
+            failures.problem(
+                tenant, "fallback:" + name,
+                f"tenant {tenant}: serving its last good model version {name} "
+                f"({'current version ' + unusable if unusable else 'CURRENT'} is unusable)",
+                level=logging.WARNING,
+            )
+            return index
+        failures.problem(tenant, "nothing:" + why, f"tenant {tenant} has no model version that loads ({len(names)} tried); the tenant is not served")
+        failures.fallback_failed(tenant, why)
+        return None
 
     def _read_status(self, old: ServingState) -> dict[str, Mapping[str, Any]]:
         try:

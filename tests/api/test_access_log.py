@@ -74,3 +74,26 @@ def test_configure_logging_twice_does_not_duplicate_lines(tmp_path: Path) -> Non
                 handler.close()
             logger.setLevel(logging.NOTSET)
         logging.getLogger("ml_service.access").propagate = True
+
+
+def test_client_text_cannot_forge_or_flood_log_lines(client: httpx.Client, logs_dir: Path, base_url: str) -> None:
+    forged = "/x%0A2026-01-01 00:00:00,000 10.0.0.1 GET /user-items 200 0.10ms"
+    assert client.get(base_url + forged, headers=signed()).status_code == 404
+    assert client.get(base_url + "/y%E2%80%A8z%0D%1B[31m", headers=signed()).status_code == 404
+    assert client.get(base_url + "/" + "a" * 5000, headers=signed()).status_code == 404
+    for handler in logging.getLogger("ml_service.access").handlers:
+        handler.flush()
+    lines = (logs_dir / ACCESS_LOG).read_text().splitlines()
+    assert len(lines) == 3, lines  # one line per request, whatever the path holds
+    assert "/x\\x0a2026-01-01\\x2000:00:00,000\\x2010.0.0.1" in lines[0] and lines[0].endswith("ms")
+    assert "/y\\u2028z\\x0d\\x1b[31m 404 " in lines[1]
+    assert "...(+4001 chars) 404 " in lines[2] and len(lines[2]) < 1100
+
+
+def test_loggable_escapes_what_is_not_printable() -> None:
+    from ml_service.api.log_safety import loggable
+
+    assert loggable("/user-items?tenant=0") == "/user-items?tenant=0"
+    assert loggable("a\nb\\c d\u202e\x85\U000e0041") == "a\\x0ab\\x5cc\\x20d\\u202e\\x85\\U000e0041"
+    assert loggable("é/Ω") == "é/Ω"
+    assert loggable("abcdef", limit=4) == "abcd...(+2 chars)"

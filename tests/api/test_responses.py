@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import httpx
 import pytest
 from starlette.datastructures import QueryParams
@@ -38,8 +40,9 @@ def test_wire_items_equal_dump_json() -> None:
     model.item_ids = list(model.item_ids)
     model.item_ids[0] = 'container_course"quoted\\ \u00e9'  # ids needing JSON escapes
     index = TenantIndex("0", "v", model, {})
-    for ranked in ([], [(0, 1.23456)], [(3, -0.00001), (0, float("nan")), (5, 12345.5)]):
-        expected = dump_json({"items": [[index.wire_ids[i], format(s, " .4f")] for i, s in ranked], "success": True})
+    for ranked in ([], [(0, 1.23456)], [(3, -0.00001), (0, float("nan")), (5, 12345.5), (6, float("-inf"))]):
+        finite = [(i, s) for i, s in ranked if math.isfinite(s)]  # a non-finite score drops its item
+        expected = dump_json({"items": [[index.wire_ids[i], format(s, " .4f")] for i, s in finite], "success": True})
         assert wire_items(index, ranked) == expected
 
 

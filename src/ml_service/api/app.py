@@ -35,14 +35,20 @@ def create_app(
     scheduler: SchedulerInfo | None = None,
     refresh_interval_s: float | None = 1.0,
     clock: Callable[[], float] = time.time,
+    fast_path: bool = True,
 ) -> FastAPI:
     """The service's ASGI app.
 
     The models the store holds now are loaded before this returns; while the app runs (lifespan), a daemon
     thread polls the store every `refresh_interval_s` seconds (None: never) and hot-swaps new versions.
-    `clock` is the service clock used by authentication and the health check.
+    `clock` is the service clock used by authentication and the health check. `fast_path=False` answers the
+    recommendation routes through FastAPI's routing rather than the dispatch middleware (same answers, slower;
+    the tests check both).
     """
-    recommender = recommender if recommender is not None else Recommender(store)
+    if recommender is None:
+        recommender = Recommender(
+            store, retry_wait_s=settings.load_retry_wait_s, retry_max_wait_s=settings.load_retry_max_wait_s
+        )
     probe = health_probe if health_probe is not None else TotaraProbe()
     try:
         recommender.refresh()
@@ -98,7 +104,7 @@ def create_app(
     install_error_handlers(app)
     known_paths = {getattr(route, "path", "") for route in [*app.routes, *routes.router.routes]} - {""}
     # add_middleware puts the last added outermost: access log -> auth -> HEAD/OPTIONS/hot routes -> routing.
-    app.add_middleware(DispatchMiddleware, known_paths=known_paths, fast_routes=routes.endpoints)
+    app.add_middleware(DispatchMiddleware, known_paths=known_paths, fast_routes=routes.endpoints if fast_path else None)
     app.add_middleware(AuthMiddleware, key=SecretKey(settings.totara_key), clock=clock)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ml_service.api.responses import SortedJSONResponse
+from ml_service.api.log_safety import loggable
 
 log = logging.getLogger("ml_service.api")
 
@@ -37,7 +38,8 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _unhandled_exception(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # The path is the client's text: escaped, so that a `%0A` in it cannot forge lines of the service log.
+    log.error("unhandled error on %s %s", loggable(request.method, 32), loggable(request.url.path), exc_info=exc)
     return framework_error(500)
 
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ml_service.api.errors import framework_error
+from ml_service.api.log_safety import loggable
 from ml_service.api.responses import QueryRoute, json_headers, query_params
 from ml_service.logs import access_line_sink, log_timestamp
 
@@ -64,9 +65,8 @@ class AccessLogMiddleware:
             client = scope.get("client")
             line = _LINE % (
                 client[0] if client else "-",
-                scope["method"],
-                scope["path"],
-                loggable_query(scope.get("query_string", b"")),
+                loggable(scope["method"], 32),
+                loggable(scope["path"] + loggable_query(scope.get("query_string", b""))),
                 status,
                 (time.perf_counter() - started) * 1000.0,
             )
@@ -79,7 +79,7 @@ class AccessLogMiddleware:
                 access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None, "access"))
 
 
-_LINE = "%s %s %s%s %d %.2fms"
+_LINE = "%s %s %s %d %.2fms"
 
 
 class DispatchMiddleware:
@@ -111,6 +111,11 @@ class DispatchMiddleware:
                     await send({"type": "http.response.start", "status": status, "headers": json_headers(body)})
                     await send({"type": "http.response.body", "body": body})
                     return
+            if scope["path"].endswith("\n"):
+                # Starlette's route patterns end in `$`, which also matches before a final newline: without this,
+                # `/docs%0A` would be served as /docs. An unknown path is a 404 (spec §2.7), whatever it ends with.
+                await framework_error(404)(scope, receive, send)
+                return
             if method == "HEAD":
                 scope = dict(scope, method="GET")
                 method = "GET"

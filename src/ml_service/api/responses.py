@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Callable, Mapping
 from urllib.parse import parse_qsl
 
@@ -18,8 +19,26 @@ _JSON_TYPE = (b"content-type", b"application/json")
 
 
 def dump_json(content: Any) -> bytes:
-    """Compact JSON, keys sorted alphabetically (spec §2.1)."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    """Compact JSON, keys sorted alphabetically (spec §2.1); a NaN or infinite number becomes null.
+
+    json.dumps would write `NaN`, which is not JSON: Totara's json_decode, and most parsers, reject the body.
+    """
+    try:
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(content), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return text.encode("ascii")
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float inside dicts, lists and tuples replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def json_headers(body: bytes) -> list[tuple[bytes, bytes]]:

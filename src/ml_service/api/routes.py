@@ -7,6 +7,7 @@ precomputed arrays, less than a hop to the thread pool costs, and nothing in the
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -24,6 +25,13 @@ NO_ITEM = "Bad request: no such item id"
 NO_TYPE = "Bad request: no such item type is available"
 TENANT_WHAT = "a Totara tenant id, 0 for the whole site"
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
+MAX_USER_ID_DIGITS = 19  # Totara's user ids are BIGINT: at most 9223372036854775807
+_SHOWN = 40  # characters of a bad value quoted back in a 400 message
+
+
+def shown(raw: str) -> str:
+    """A client's value quoted in a message: repr of at most _SHOWN characters (a 5 MB value is not echoed)."""
+    return repr(raw) if len(raw) <= _SHOWN else repr(raw[:_SHOWN]) + f"... ({len(raw)} characters)"
 
 
 class BadParameter(Exception):
@@ -42,7 +50,7 @@ def parse_n_items(params: Mapping[str, str], maximum: int) -> int:
     what = f"a whole number from 1 to {maximum}"
     raw = require(params, "n_items", what)
     if not _WHOLE_NUMBER.fullmatch(raw):
-        raise BadParameter(f"Bad request: n_items={raw!r} is not a whole number; expected {what}")
+        raise BadParameter(f"Bad request: n_items={shown(raw)} is not a whole number; expected {what}")
     n = int(raw)
     if not 1 <= n <= maximum:
         raise BadParameter(f"Bad request: n_items={n} is out of range; expected {what}")
@@ -50,10 +58,10 @@ def parse_n_items(params: Mapping[str, str], maximum: int) -> int:
 
 
 def parse_user_id(params: Mapping[str, str]) -> str:
-    what = "a Totara user id, a whole number such as 42"
+    what = f"a Totara user id, a whole number such as 42 (at most {MAX_USER_ID_DIGITS} digits)"
     raw = require(params, "totara_user_id", what)
-    if not raw.isascii() or not raw.isdigit():
-        raise BadParameter(f"Bad request: totara_user_id={raw!r} is not a user id; expected {what}")
+    if not raw.isascii() or not raw.isdigit() or len(raw.lstrip("0")) > MAX_USER_ID_DIGITS:
+        raise BadParameter(f"Bad request: totara_user_id={shown(raw)} is not a user id; expected {what}")
     return raw
 
 
@@ -61,7 +69,8 @@ def wire_items(index: TenantIndex, ranked: list[tuple[int, float]]) -> bytes:
     """`{"items":[[id,score],...],"success":true}`, ids stripped of type names and ` .4f` scores, as the bytes
     dump_json would give (the ids are JSON-encoded once at load; a formatted score never needs escaping)."""
     ids = index.json_wire_ids
-    items = ",".join(['[%s,"% .4f"]' % (ids[i], score) for i, score in ranked])  # `% .4f` is format(s, " .4f")
+    isfinite = math.isfinite  # a NaN or infinite score (a damaged model) drops its item: never " nan" on the wire
+    items = ",".join(['[%s,"% .4f"]' % (ids[i], score) for i, score in ranked if isfinite(score)])
     return ('{"items":[' + items + '],"success":true}').encode("ascii")
 
 
