@@ -1,8 +1,7 @@
-"""The one ranking: which items may be listed, the seen-item policy and top-k with its tie rule, for one learner
-(/user-items, /similar-items) or many (the offline evaluation, the legacy batch files).
+"""The one ranking of items: /user-items and /similar-items call it for one learner or item, evaluation and batch for many.
 
-Where to change what: an item filter (e.g. items Totara marks invisible) goes into `listable`; the seen-item
-policy is `_drop_seen` (one row) and `_mark_seen` (many rows); the tie rule (score descending, then the lower item
+It decides which items may be listed, applies the seen-item policy and takes the top k with its tie rule. Where to change what: an item filter (e.g. items Totara marks invisible) goes into `listable`; the seen-item
+policy is `_select_one` (one row) and `_mark_seen` (many rows); the tie rule (score descending, then the lower item
 index, also at the cut-off) is `_top_positions` (one row) and `_top_k_rows` (many rows), kept equal by tests.
 """
 
@@ -30,16 +29,18 @@ class Lists(NamedTuple):
 
     items: np.ndarray  # int64 item indices; unused slots hold a valid index, see listed()
     scores: np.ndarray
-    counts: np.ndarray  # int64 (rows,)
+    counts: np.ndarray | tuple[int, ...]  # (rows,)
 
     def pairs(self, row: int) -> list[tuple[int, float]]:
         """(item index, score) of one row's list, as plain Python values."""
-        n = int(self.counts[row])
-        return list(zip(self.items[row, :n].tolist(), self.scores[row, :n].tolist()))
+        items, scores, n = self.items[row], self.scores[row], self.counts[row]
+        if n < items.size:
+            items, scores = items[:n], scores[:n]
+        return list(zip(items.tolist(), scores.tolist()))
 
     def listed(self) -> np.ndarray:
         """bool (rows, width): which slots are part of their row's list (always a prefix of the row)."""
-        return np.arange(self.items.shape[1]) < self.counts[:, None]
+        return np.arange(self.items.shape[1]) < np.asarray(self.counts)[:, None]
 
 
 @dataclass
@@ -140,7 +141,7 @@ def rank(
             user = users[0]
             user = None if user is None or user < 0 else int(user)
             items, values = _rank_one(model, user, type_items, k, seen_policy, demotion, type_factors, type_biases, type_popularity)
-            return Lists(items[None, :], values[None, :], np.array([items.size]))
+            return Lists(items[None, :], values[None, :], (items.size,))
         users = score(model, [-1 if u is None else u for u in users])
     return _rank_block(users, rows, type_items, k, seen_policy, demotion)
 
@@ -183,29 +184,22 @@ def _rank_one(
 def _select_one(
     values: np.ndarray, candidates: np.ndarray, is_seen: np.ndarray | None, n: int, seen_policy: str, demotion: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The seen policy and top-n on one row: `values` are the scores of `candidates`, `is_seen` flags them."""
-    if is_seen is not None:
-        candidates, values = _drop_seen(values, candidates, is_seen, seen_policy, demotion)
+    """The seen policy and top-n on one row: `values` are the scores of `candidates`, `is_seen` flags them.
+
+    Seen candidates are left out (EXCLUDE) or demoted (DEMOTE, when some candidates are unseen).
+    """
+    if is_seen is not None and is_seen.any():
+        if seen_policy == EXCLUDE:
+            keep = ~is_seen
+            candidates, values = candidates[keep], values[keep]
+        elif (~is_seen).any():
+            unseen_values = values[~is_seen]
+            values = values.copy()
+            values[is_seen] -= demotion * float(unseen_values.max() - unseen_values.min())
     if n <= 0 or candidates.size == 0:
         return candidates[:0], values[:0]
     chosen = _top_positions(values, candidates, n)
     return candidates[chosen], values[chosen]
-
-
-def _drop_seen(
-    values: np.ndarray, candidates: np.ndarray, is_seen: np.ndarray, seen_policy: str, demotion: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """One row's seen policy: seen candidates left out (EXCLUDE) or demoted (DEMOTE, when some are unseen)."""
-    if not is_seen.any():
-        return candidates, values
-    if seen_policy == EXCLUDE:
-        keep = ~is_seen
-        return candidates[keep], values[keep]
-    if (~is_seen).any():
-        unseen_values = values[~is_seen]
-        values = values.copy()
-        values[is_seen] -= demotion * float(unseen_values.max() - unseen_values.min())
-    return candidates, values
 
 
 def _rank_block(scored: Scored, rows: np.ndarray | None, candidates: np.ndarray, k: int, seen_policy: str, demotion: float) -> Lists:
@@ -254,7 +248,7 @@ def _block_entries(scored: Scored, rows: np.ndarray, candidates: np.ndarray, n_i
 
 def _mark_seen(block: np.ndarray, seen_r: np.ndarray, seen_c: np.ndarray, seen_policy: str, demotion: float) -> None:
     """The seen policy on many rows in place: seen entries to -inf (EXCLUDE, not candidates any more) or demoted
-    exactly as _drop_seen demotes one row (the drop rounded to the scores' dtype, as a Python float would be)."""
+    exactly as _select_one demotes one row (the drop rounded to the scores' dtype, as a Python float would be)."""
     if seen_policy == EXCLUDE:
         block[seen_r, seen_c] = -np.inf
         return
@@ -304,7 +298,7 @@ def similar(
     if len(items) == 1:
         item = int(items[0])
         chosen, values = _similar_one(model, item, k, exclude, family_items, family_vectors, family_content)
-        return Lists(chosen[None, :], values[None, :], np.array([chosen.size]))
+        return Lists(chosen[None, :], values[None, :], (chosen.size,))
     if family_items is not None:
         raise ValueError("precomputed family blocks are for one target")
     items = np.asarray(items, dtype=np.int64)
@@ -345,7 +339,7 @@ def _similar_one(
         family_items = family_candidates(model, TYPE_FAMILY[int(model.item_types[item])], exclude)
     elif exclude is not None:
         raise ValueError("pass either exclude or precomputed family_items, not both")
-    if _uses_content(model, np.array([item]))[0]:
+    if _uses_content(model, item):
         vectors, block = model.content_vectors, family_content
     else:
         vectors, block = model.similarity_vectors, family_vectors
@@ -376,15 +370,16 @@ def _similar_rows(out: Lists, rows: np.ndarray, targets: np.ndarray, candidates:
     width = positions.shape[1]
     out.items[rows, :width] = candidates[positions]
     out.scores[rows, :width] = values
-    out.counts[rows] = counts
+    out.counts[rows] = counts  # type: ignore[index]
 
 
-def _uses_content(model: TrainedModel, items: np.ndarray) -> np.ndarray:
-    """bool per target: rank by content vectors (cold items, or no similarity vectors) rather than similarity ones."""
+def _uses_content(model: TrainedModel, items: int | np.ndarray) -> bool | np.ndarray:
+    """Per target (bool, or one for all): rank by content vectors (cold items, or no similarity vectors) rather
+    than by similarity vectors."""
     if model.content_vectors is None:
-        return np.zeros(items.size, dtype=bool)
+        return False
     if model.similarity_vectors is None or model.item_warm is None:
-        return np.full(items.size, model.similarity_vectors is None)
+        return model.similarity_vectors is None
     return ~np.asarray(model.item_warm, dtype=bool)[items]
 
 
