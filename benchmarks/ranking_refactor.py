@@ -5,7 +5,7 @@
 Each measurement runs in a fresh subprocess with PYTHONPATH = the source tree under test (`--old-src`, the code
 before the refactor, or this tree's src/), alternating old/new and new/old round by round (ABBA...), so load
 from other work on a shared machine falls on both alike; the result is the median over rounds of each process's
-own median. Every process builds the same seeded models: the serving model of benchmarks/serving.py (in-process
+own median (the served calls are also timed in process CPU time, less sensitive to the load). Every process builds the same seeded models: the serving model of benchmarks/serving.py (in-process
 part, `in_process(..., served=True)`: median µs per call through TenantIndex, as the API calls it, and through
 the plain functions) and a synthetic tenant (demo/synthetic.make_tenant) with a random factor model, whose
 training/metrics.evaluate is timed with three item types, with one item type (the whole score block ranked at
@@ -51,6 +51,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     out["serving"] = in_process(model, repeats=args.repeats, served=True)
     index = TenantIndex("0", "bench", model)
     names = ("container_course", "container_workspace", "engage_article", "engage_microlearning", "totara_playlist")
+    rng = np.random.default_rng(5)
+    user_calls = [(str(u + 1), names[j % 5], 10) for j, u in enumerate(rng.integers(0, model.n_users, 500))]
+    similar_calls = [(model.item_ids[i], 10) for i in rng.integers(0, model.n_items, 500)]
+    out["serving"]["served_user_items_cpu_us"] = _cpu_per_call(index.rank_user, user_calls)
+    out["serving"]["served_similar_items_cpu_us"] = _cpu_per_call(index.rank_similar, similar_calls)
     lists = [index.rank_user(str(u + 1), names[u % 5], 10) for u in range(0, model.n_users, 97)]
     lists += [index.rank_similar(model.item_ids[i], 10) for i in range(0, model.n_items, 31)]
     out["served_lists_sha256"] = hashlib.sha256(json.dumps(lists).encode()).hexdigest()
@@ -85,6 +90,17 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _cpu_per_call(fn: Any, calls: list[tuple[Any, ...]], blocks: int = 9) -> float:
+    """Median over blocks of the process CPU µs per call: less sensitive than wall time to other work's load."""
+    per_call = []
+    for _ in range(blocks):
+        started = time.process_time()
+        for call in calls:
+            fn(*call)
+        per_call.append((time.process_time() - started) / len(calls) * 1e6)
+    return round(statistics.median(per_call), 2)
+
+
 def run_one(src: Path, args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     command = [sys.executable, __file__, "--worker", *_sizes(args)]
@@ -103,6 +119,8 @@ def _sizes(args: argparse.Namespace) -> list[str]:
 METRICS = {  # name in the summary: path in a worker's output
     "served_user_items_us": ("serving", "served_user_items_us"),
     "served_similar_items_us": ("serving", "served_similar_items_us"),
+    "served_user_items_cpu_us": ("serving", "served_user_items_cpu_us"),
+    "served_similar_items_cpu_us": ("serving", "served_similar_items_cpu_us"),
     "plain_rank_user_us": ("serving", "user_items_us"),
     "plain_rank_similar_us": ("serving", "similar_items_us"),
     "floor_item_vectors_pass_us": ("serving", "floor_item_vectors_pass_us"),
