@@ -27,6 +27,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Similar items: held-out hit rate of the served similar-items lists | `similar_items.py` | `results/similar_items.json` |
 | Cold start: learners with every interaction held out | `cold_start.py` | `results/cold_start.json` |
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
+| Ranking refactor: in-process serving ranking and offline evaluation, code before vs after one ranking module | `ranking_refactor.py` | `results/ranking_refactor.json` |
 """
 
 
@@ -159,12 +160,23 @@ def serving_section(d: dict) -> str:
     ])
 
 
+def ranking_section(d: dict) -> str:
+    rows = [[name, v["old"], v["new"], v["new_over_old"]] for name, v in d["summary"].items()]
+    return "\n".join([
+        "## Ranking refactor", "", f"`{d['command']}` ({d['finished']}); old = `{d['old_src']}`, new = this tree; "
+        f"{d['rounds']} rounds of one fresh process each, order alternating; medians over rounds. Sizes: {d['sizes']}. "
+        f"Old and new returned identical evaluation results and served lists: {d['identical_results']}. {d['notes']}", "",
+        table(["measure", "old", "new", "new / old"], rows),
+        "", "Goal: serving ranking and evaluation within 5 % of the code before the refactor (new / old <= 1.05).",
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
                          ("ceiling.json", ceiling_section),
                          ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section)):
+                         ("serving.json", serving_section), ("ranking_refactor.json", ranking_section)):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")
