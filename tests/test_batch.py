@@ -24,7 +24,7 @@ from ml_service.batch import (
 from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, item_type_of
 from ml_service.models.base import FACTORS, TrainedModel
 from ml_service.ranking import EXCLUDE, rank_similar, rank_user
-from ml_service.ranking import _top_k_rows as _top_rows
+from ml_service.ranking.select import top_k_rows as _top_rows
 
 ITEM_ID = re.compile(r"^[a-z]+_[a-z]+\d+$")  # what import_recommendations.php splits into type and number
 I2U_LINE = re.compile(r"^(\d+),([a-z]+_[a-z]+\d+),(-?\d+\.\d{12})$")

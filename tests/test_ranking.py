@@ -229,8 +229,8 @@ def test_many_targets_at_once_equal_one_by_one(ties: bool) -> None:
 
 def test_a_filter_in_listable_reaches_serving_evaluation_and_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """The seam for a new item filter (e.g. items Totara marks invisible): one function, every list obeys it."""
-    from ml_service import ranking
     from ml_service.batch import i2i_lines, i2u_lines
+    from ml_service.ranking import select
     from ml_service.serving import TenantIndex
     from ml_service.training.metrics import evaluate
     from ml_service.training.split import Split
@@ -239,8 +239,8 @@ def test_a_filter_in_listable_reaches_serving_evaluation_and_batch(monkeypatch: 
     model, data, split = _random_case(seed=4, flavour="fine")
     hidden = np.zeros(model.n_items, bool)
     hidden[::3] = True
-    original = ranking.listable
-    monkeypatch.setattr(ranking, "listable", lambda m, exclude=None: (~hidden) & (True if (o := original(m, exclude)) is None else o))
+    original = select.listable
+    monkeypatch.setattr(select, "listable", lambda m, exclude=None: (~hidden) & (True if (o := original(m, exclude)) is None else o))
     model.item_ids = [f"container_course{i}" for i in range(model.n_items)]
     model.user_ids = [str(u + 1) for u in range(model.n_users)]
     model.similarity_vectors = np.eye(model.n_items, 3, dtype=np.float32) + 0.1
