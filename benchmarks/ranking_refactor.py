@@ -90,6 +90,95 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _load(name: str, path: Path) -> Any:
+    """A module from a file under its own name (the original code beside this tree's)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def paired(args: argparse.Namespace) -> dict[str, Any]:
+    """Old and new code in ONE process, alternating block by block on the same calls: the other work's load falls
+    on both within milliseconds, so the per-block ratio new/old is far steadier than separate processes' times."""
+    import ml_service.ranking  # noqa: F401  (this tree's package, imported before the old module is swapped in)
+    import ml_service.serving as new_serving
+    import ml_service.training.metrics as new_metrics
+
+    old_root = args.old_src.resolve() / "ml_service"
+    saved = sys.modules["ml_service.ranking"]
+    sys.modules["ml_service.ranking"] = _load("old_ml_service_ranking", old_root / "ranking.py")
+    try:  # the old serving and metrics bind the old ranking; everything else they import is unchanged code
+        old_serving = _load("old_ml_service_serving", old_root / "serving.py")
+        old_metrics = _load("old_ml_service_metrics", old_root / "training" / "metrics.py")
+    finally:
+        sys.modules["ml_service.ranking"] = saved
+    sys.path.insert(0, str(HERE))
+    from serving import build_model
+
+    from ml_service.demo.synthetic import make_tenant
+    from ml_service.models.base import model_for
+    from ml_service.training.split import holdout_split
+
+    model, _ = build_model(args.serve_users, args.serve_items, args.factors)
+    indexes = {"old": old_serving.TenantIndex("0", "b", model), "new": new_serving.TenantIndex("0", "b", model)}
+    names = ("container_course", "container_workspace", "engage_article", "engage_microlearning", "totara_playlist")
+    rng = np.random.default_rng(7)
+    user_calls = [(str(u + 1), names[j % 5], 10) for j, u in enumerate(rng.integers(0, model.n_users, 200))]
+    similar_calls = [(model.item_ids[i], 10) for i in rng.integers(0, model.n_items, 200)]
+    for call in user_calls:
+        assert indexes["old"].rank_user(*call) == indexes["new"].rank_user(*call)
+    for call in similar_calls:
+        assert indexes["old"].rank_similar(*call) == indexes["new"].rank_similar(*call)
+    out: dict[str, Any] = {}
+    for name, method, calls in (("served_user_items", "rank_user", user_calls), ("served_similar_items", "rank_similar", similar_calls)):
+        times: dict[str, list[float]] = {"old": [], "new": []}
+        for block in range(args.paired_blocks):
+            for variant in (("old", "new") if block % 2 == 0 else ("new", "old")):
+                fn = getattr(indexes[variant], method)
+                started = time.process_time()
+                for call in calls:
+                    fn(*call)
+                times[variant].append((time.process_time() - started) / len(calls) * 1e6)
+        out[name + "_cpu_us"] = _paired_summary(times)
+
+    data = make_tenant(n_users=args.eval_users, n_items=args.eval_items, seed=3, per_user=args.per_user)
+    split = holdout_split(data, seed=3)
+    rng = np.random.default_rng(3)
+    eval_model = model_for(
+        data, "random-factors",
+        user_factors=rng.normal(size=(data.n_users, args.factors)).astype(np.float32),
+        item_factors=rng.normal(size=(data.n_items, args.factors)).astype(np.float32),
+        user_biases=rng.normal(size=data.n_users).astype(np.float32),
+        item_biases=rng.normal(size=data.n_items).astype(np.float32),
+        positives=data.positive_matrix(split.train), user_cold=rng.random(data.n_users) < 0.05,
+        popularity=rng.random(data.n_items).astype(np.float32),
+    )
+    evaluators = {"old": old_metrics.evaluate, "new": new_metrics.evaluate}
+    for policy in ("exclude", "demote"):
+        times = {"old": [], "new": []}
+        results = {}
+        for round_ in range(args.paired_evaluations):
+            for variant in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
+                started = time.process_time()
+                results[variant] = evaluators[variant](eval_model, data, split, seen_policy=policy)
+                times[variant].append(time.process_time() - started)
+            assert results["old"] == results["new"], "evaluation results differ"
+        out[f"evaluate_3_types_{policy}_cpu_s"] = _paired_summary(times)
+    return out
+
+
+def _paired_summary(times: dict[str, list[float]]) -> dict[str, Any]:
+    ratios = [new / old for old, new in zip(times["old"], times["new"])]
+    return {"old": round(statistics.median(times["old"]), 4), "new": round(statistics.median(times["new"]), 4),
+            "median_ratio_new_over_old": round(statistics.median(ratios), 3),
+            "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)] if len(ratios) > 1 else ratios}
+
+
 def _cpu_per_call(fn: Any, calls: list[tuple[Any, ...]], blocks: int = 9) -> float:
     """Median over blocks of the process CPU µs per call: less sensitive than wall time to other work's load."""
     per_call = []
@@ -142,11 +231,23 @@ def main() -> int:
     parser.add_argument("--eval-items", type=int, default=3_000)
     parser.add_argument("--per-user", type=int, default=30)
     parser.add_argument("--eval-repeats", type=int, default=2)
+    parser.add_argument("--paired-blocks", type=int, default=200, help="alternating blocks of 200 served calls (paired part)")
+    parser.add_argument("--paired-evaluations", type=int, default=8, help="alternating evaluations per policy (paired part)")
+    parser.add_argument("--paired-only", action="store_true",
+                        help="run only the paired in-process part and add it to an existing --out file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "ranking_refactor.json")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
+        return 0
+    if args.paired_only:
+        result = json.loads(args.out.read_text())
+        result["paired"] = paired(args)
+        result["paired_command"] = "python benchmarks/" + Path(__file__).name + " " + " ".join(sys.argv[1:])
+        result["paired_finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["paired"], indent=2))
         return 0
     runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
     sources = {"old": args.old_src.resolve(), "new": NEW_SRC}

@@ -161,14 +161,26 @@ def serving_section(d: dict) -> str:
 
 
 def ranking_section(d: dict) -> str:
-    rows = [[name, v["old"], v["new"], v["new_over_old"]] for name, v in d["summary"].items()]
+    rows = [[name, round(v["old"], 4), round(v["new"], 4), v["new_over_old"]] for name, v in d["summary"].items()]
     return "\n".join([
         "## Ranking refactor", "", f"`{d['command']}` ({d['finished']}); old = `{d['old_src']}`, new = this tree; "
         f"{d['rounds']} rounds of one fresh process each, order alternating; medians over rounds. Sizes: {d['sizes']}. "
         f"Old and new returned identical evaluation results and served lists: {d['identical_results']}. {d['notes']}", "",
         table(["measure", "old", "new", "new / old"], rows),
         "", "Goal: serving ranking and evaluation within 5 % of the code before the refactor (new / old <= 1.05).",
+        *_paired_lines(d),
     ])
+
+
+def _paired_lines(d: dict) -> list[str]:
+    """The paired part: old and new code in one process, alternating on the same calls (steadier on a busy machine)."""
+    if "paired" not in d:
+        return []
+    rows = [[name, v["old"], v["new"], v["median_ratio_new_over_old"], v["ratio_quartiles"]] for name, v in d["paired"].items()]
+    return ["", f"Paired, in one process (`{d['paired_command']}`, {d['paired_finished']}): the original modules loaded "
+            "from the old tree beside this tree's, alternating block by block; process CPU time; identical lists and "
+            "results asserted.", "",
+            table(["measure", "old", "new", "median of new / old per pair", "quartiles of new / old"], rows)]
 
 
 def main() -> int:

@@ -66,7 +66,7 @@ def rank(
     """The k best listable items of `item_type` for each user, best first, ties by the lower item index.
 
     `users`: user indices (-1 or None = unknown: popularity), or a Scored block (scored once, ranked per type;
-    `rows` picks some of its rows). Seen items (the model's positives, or the block's) are left out (EXCLUDE) or
+    `rows`, ascending and distinct, picks some of its rows). Seen items (the model's positives, or the block's) are left out (EXCLUDE) or
     drop by `demotion` x (max - min) of the unseen candidates' scores (DEMOTE). `exclude` (bool per item) leaves
     items out of every list. For one learner the type_* arguments may pass what the serving index caches:
     type_items = type_candidates(model, item_type), and their rows of item_factors, item_biases and popularity as
