@@ -29,6 +29,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
 | Store: publish and load of a 50k x 10k tenant, and what publish's checks cost | `store_publish.py` | `results/store_publish.json` |
 | Fuzz: generated requests over every route against `ml-service serve`, checked against the wire contract | `fuzz.py` | `results/fuzz.json` |
+| Ranking refactor: in-process serving ranking and offline evaluation, code before vs after one ranking module | `ranking_refactor.py` | `results/ranking_refactor.json` |
 """
 
 
@@ -188,15 +189,42 @@ def fuzz_section(d: dict) -> str:
         table(["route", "requests", "statuses", "5xx", "contract violations"], rows),
         "", "Goal: zero 5xx and zero contract violations.",
     ])
+def ranking_section(d: dict) -> str:
+    rows = [[name, round(v["old"], 4), round(v["new"], 4), v["new_over_old"]] for name, v in d["summary"].items()]
+    return "\n".join([
+        "## Ranking refactor", "", f"`{d['command']}` ({d['finished']}); old = `{d['old_src']}`, new = this tree; "
+        f"{d['rounds']} rounds of one fresh process each, order alternating; medians over rounds. Sizes: {d['sizes']}. "
+        f"Old and new returned identical evaluation results and served lists: {d['identical_results']}. {d['notes']}", "",
+        table(["measure", "old", "new", "new / old"], rows),
+        "", "Goal: serving ranking and evaluation within 5 % of the code before the refactor (new / old <= 1.05).",
+        *_paired_lines(d),
+    ])
+
+
+def _paired_lines(d: dict) -> list[str]:
+    """The paired part: old and new code in one process, alternating on the same calls (steadier on a busy machine)."""
+    if "paired" not in d:
+        return []
+    rows = [[name, v["old"], v["new"], v["median_ratio_new_over_old"], v["ratio_quartiles"]] for name, v in d["paired"].items()]
+    return ["", f"Paired, in one process (`{d['paired_command']}`, {d['paired_finished']}): the original modules loaded "
+            "from the old tree beside this tree's, alternating block by block; process CPU time; identical lists and "
+            "results asserted.", "",
+            table(["measure", "old", "new", "median of new / old per pair", "quartiles of new / old"], rows)]
 
 
 def main() -> int:
     parts = [INTRO]
-    for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
-                         ("ceiling.json", ceiling_section),
-                         ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section), ("store_publish.json", store_section),
-                         ("fuzz.json", fuzz_section)):
+    for name, render in (
+        ("ingest.json", ingest_section),
+        ("quality.json", quality_section),
+        ("ceiling.json", ceiling_section),
+        ("similar_items.json", similar_section),
+        ("cold_start.json", cold_section),
+        ("serving.json", serving_section),
+        ("store_publish.json", store_section),
+        ("fuzz.json", fuzz_section),
+        ("ranking_refactor.json", ranking_section),
+    ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")

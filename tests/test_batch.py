@@ -15,7 +15,6 @@ import ml_service
 from ml_service.batch import (
     I2I_HEADER,
     I2U_HEADER,
-    _top_rows,
     batch_main,
     build_parser,
     i2u_lines,
@@ -25,6 +24,7 @@ from ml_service.batch import (
 from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, item_type_of
 from ml_service.models.base import FACTORS, TrainedModel
 from ml_service.ranking import EXCLUDE, rank_similar, rank_user
+from ml_service.ranking.select import top_k_rows as _top_rows
 
 ITEM_ID = re.compile(r"^[a-z]+_[a-z]+\d+$")  # what import_recommendations.php splits into type and number
 I2U_LINE = re.compile(r"^(\d+),([a-z]+_[a-z]+\d+),(-?\d+\.\d{12})$")
@@ -115,6 +115,39 @@ def test_i2u_is_rank_user_per_type_in_one_hot_order_without_seen_items(tmp_path:
         for item_type in range(len(ITEM_TYPES)):
             scores = [s for t, s in ranked if t == item_type]
             assert scores == sorted(scores, reverse=True) and len(scores) <= 3
+
+
+def _demoted_oracle(model: TrainedModel, user: int, item_type: int, n: int, factor: float) -> list[tuple[str, float]]:
+    """Spec §9.5 / §11 item 14 spelled out: the user's positives of the type drop by factor x unseen score range."""
+    candidates = [i for i in range(model.n_items) if model.item_types[i] == item_type]
+    if model.user_cold[user]:
+        scores = model.popularity.astype(np.float64)
+    else:
+        scores = model.item_factors.astype(np.float64) @ model.user_factors[user] + model.item_biases + model.user_biases[user]
+    liked = set(model.positives[user].indices[model.positives[user].data > 0].tolist())
+    unseen = [scores[i] for i in candidates if i not in liked]
+    if unseen and len(unseen) < len(candidates):
+        for i in candidates:
+            if i in liked:
+                scores[i] -= factor * (max(unseen) - min(unseen))
+    ranked = sorted(candidates, key=lambda i: (-scores[i], i))[:n]
+    return [(model.item_ids[i], float(scores[i])) for i in ranked]
+
+
+def test_i2u_with_seen_policy_demote_demotes_by_0_3_of_the_range(tmp_path: Path) -> None:
+    model = model_with_every_type()
+    write_outputs(tmp_path, "0", model, 4, 4, seen_policy="demote")
+    rows = parse(tmp_path / "i2u_0.csv", I2U_LINE, I2U_HEADER)
+    expected = [
+        (uid, item, score)
+        for user, uid in enumerate(model.user_ids)
+        for item_type in range(len(ITEM_TYPES))
+        for item, score in _demoted_oracle(model, user, item_type, 4, 0.3)
+    ]
+    assert [(u, i) for u, i, _ in rows] == [(u, i) for u, i, _ in expected]
+    assert np.allclose([s for *_, s in rows], [s for *_, s in expected], atol=1e-5)
+    seen = {(model.user_ids[u], model.item_ids[i]) for u, i in zip(*model.positives.nonzero())}
+    assert seen & {(u, i) for u, i, _ in rows}  # demoted, not excluded: some positives still make a top 4
 
 
 def test_i2i_is_rank_similar_same_family_never_the_target(tmp_path: Path) -> None:
@@ -219,6 +252,27 @@ def test_batch_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert all(TYPE_FAMILY[item_type_of(a)] == TYPE_FAMILY[item_type_of(b)] and a != b for a, b, _ in i2i)
     assert "tenant 3: skipped" in capsys.readouterr().err
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_batch_run_honours_ml_seen_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ML_SEEN_POLICY=demote reaches the batch (spec §11 item 14): positives are demoted, not left out."""
+    for name in ("user_data_2.csv", "item_data_2.csv", "user_interactions_2.csv"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    (tmp_path / "tenants.csv").write_text("tenants\n2\n")
+    from ml_service.data.load import load_tenant
+    from ml_service.source.base import ExportSnapshot
+
+    data = load_tenant(ExportSnapshot(tmp_path, ["2"]).files("2"))
+    positive = data.positive_matrix().tocoo()
+    seen = {(data.users.ids[u], data.items.ids[i]) for u, i in zip(positive.row, positive.col)}
+    listed = {}
+    for policy in ("exclude", "demote"):
+        monkeypatch.setenv("ML_SEEN_POLICY", policy)
+        args = ["--query", "popular", "--result_count_user", "5", "--threads", "1", "--data_path", str(tmp_path)]
+        assert batch_main(args) == 0
+        listed[policy] = {(u, i) for u, i, _ in parse(tmp_path / "i2u_2.csv", I2U_LINE, I2U_HEADER)}
+    assert seen and not seen & listed["exclude"]
+    assert seen & listed["demote"]
 
 
 def test_refuses_to_run_while_ml_started_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,8 +16,9 @@ from typing import Iterable, Iterator, Sequence, TextIO
 import numpy as np
 
 from ml_service.config import ALGORITHMS, ConfigError, Settings
-from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, TenantData, item_type_of
-from ml_service.models.base import TrainedModel, score_users
+from ml_service.data.tenant import ITEM_TYPES, TenantData, item_type_of
+from ml_service.models.base import TrainedModel
+from ml_service.ranking import EXCLUDE, LEGACY_BATCH_DEMOTION, rank, score, similar
 from ml_service.source.base import TenantFiles
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ I2U_HEADER = "uid,iid,ranking"
 # Totara's importer splits an item id into its type (letters_letters) and the trailing number (spec §9.6).
 ITEM_ID_PATTERN = re.compile(r"[a-z]+_[a-z]+\d+")
 USER_ID_PATTERN = re.compile(r"\d+")  # ml_recommender_users.user_id is an integer column
-SCORE_CELLS = 4_000_000  # floats per scoring block (16 MB): bounds memory whatever the catalogue size
+SCORE_CELLS = 4_000_000  # floats per block of users scored at once (16 MB): bounds memory whatever the catalogue size
 FEATURE_MODES = ("mf", "partial", "hybrid")  # algorithms whose feature names the processed_*.txt files list
 
 
@@ -164,7 +165,10 @@ def process_tenant(
             write_empty_outputs(folder, tenant)
             return TenantOutcome(tenant, "skipped", result.msg)
         user_names, item_names = feature_names(data, result.model.algorithm)
-        counts = write_outputs(folder, tenant, result.model, result_count_user, result_count_item, user_names, item_names)
+        counts = write_outputs(
+            folder, tenant, result.model, result_count_user, result_count_item, user_names, item_names,
+            seen_policy=settings.seen_policy,
+        )
     except Exception as exc:  # one tenant's crash must not stop the others
         log.exception("batch: tenant %s failed", tenant)
         return TenantOutcome(tenant, "failed", f"{type(exc).__name__}: {exc}")
@@ -198,12 +202,17 @@ def write_outputs(
     result_count_item: int,
     user_feature_names: Sequence[str] = (),
     item_feature_names: Sequence[str] = (),
+    *,
+    seen_policy: str = EXCLUDE,
 ) -> tuple[int, int]:
-    """Write i2i_<t>.csv, i2u_<t>.csv and the processed_*_data_<t>.txt files atomically; return the row counts."""
+    """Write i2i_<t>.csv, i2u_<t>.csv and the processed_*_data_<t>.txt files atomically; return the row counts.
+
+    `seen_policy` is ML_SEEN_POLICY: a learner's positive items are left out of i2u, or demoted (spec §11 item 14).
+    """
     valid_items = importable_items(model)
     counter = _Counter()
     _atomic_write(folder / f"i2i_{tenant}.csv", counter.count("i2i", i2i_lines(model, result_count_item, valid_items)))
-    _atomic_write(folder / f"i2u_{tenant}.csv", counter.count("i2u", i2u_lines(model, result_count_user, valid_items)))
+    _atomic_write(folder / f"i2u_{tenant}.csv", counter.count("i2u", i2u_lines(model, result_count_user, valid_items, seen_policy)))
     _atomic_write(folder / f"processed_user_data_{tenant}.txt", [json.dumps(list(user_feature_names))])
     _atomic_write(folder / f"processed_item_data_{tenant}.txt", [json.dumps(list(item_feature_names))])
     return counter.rows["i2i"], counter.rows["i2u"]
@@ -222,131 +231,57 @@ def importable_items(model: TrainedModel) -> np.ndarray:
     return valid
 
 
-def i2u_lines(model: TrainedModel, n: int, valid_items: np.ndarray | None = None) -> Iterator[str]:
-    """`uid,iid,ranking` lines: per user, per type in ITEM_TYPES order, the n best unseen items of that type.
+def i2u_lines(
+    model: TrainedModel, n: int, valid_items: np.ndarray | None = None, seen_policy: str = EXCLUDE
+) -> Iterator[str]:
+    """`uid,iid,ranking` lines: per user, per type in ITEM_TYPES order, the n best items of that type.
 
-    The same ranking as ranking.rank_user with seen items excluded, scored a block of users at a time.
+    ranking.rank for a block of users at a time: seen items excluded, or demoted by 0.3 x the unseen score
+    range with seen_policy "demote" (spec §11 item 14).
     """
     yield I2U_HEADER + "\n"
-    if valid_items is None:
-        valid_items = np.ones(model.n_items, bool)
-    types = np.asarray(model.item_types)
-    type_items = [np.flatnonzero((types == t) & valid_items) for t in range(len(ITEM_TYPES))]
+    exclude = None if valid_items is None or valid_items.all() else ~valid_items
     users = np.array([i for i, uid in enumerate(model.user_ids) if USER_ID_PATTERN.fullmatch(uid)], dtype=np.int64)
     if users.size < model.n_users:
         log.warning("batch: %d user ids are not whole numbers and are left out", model.n_users - users.size)
-    popularity = np.zeros(model.n_items, np.float32) if model.popularity is None else np.asarray(model.popularity, np.float32)
-    cold = np.zeros(model.n_users, bool) if model.user_cold is None else np.asarray(model.user_cold, bool)
     user_ids = np.asarray(model.user_ids, dtype=object)
     item_ids = np.asarray(model.item_ids, dtype=object)
     block = max(1, SCORE_CELLS // max(1, model.n_items))
     for start in range(0, users.size, block):
         chunk = users[start:start + block]
-        scores = np.empty((chunk.size, model.n_items), np.float32)
-        warm = ~cold[chunk]
-        if warm.any():
-            scores[warm] = score_users(model, chunk[warm])
-        scores[~warm] = popularity
-        if model.positives is not None:
-            _exclude_positives(scores, model.positives, chunk)
+        scored = score(model, chunk)
         # columns: type 0's ranks, type 1's ranks, ...; row-major order is then user, type, rank
-        items, values, kept = [], [], []
-        for members in type_items:
-            cols, vals, counts = _top_rows(scores[:, members], n)
-            items.append(members[cols])
-            values.append(vals)
-            kept.append(np.arange(cols.shape[1])[None, :] < counts[:, None])
-        keep = np.concatenate(kept, axis=1)
+        per_type = [
+            rank(model, scored, t, n, seen_policy, exclude=exclude, demotion=LEGACY_BATCH_DEMOTION)
+            for t in range(len(ITEM_TYPES))
+        ]
+        keep = np.concatenate([lists.listed() for lists in per_type], axis=1)
         row_users = np.repeat(chunk, keep.sum(axis=1))
         uids = user_ids[row_users].tolist()
-        iids = item_ids[np.concatenate(items, axis=1)[keep]].tolist()
-        scores_kept = np.concatenate(values, axis=1)[keep].tolist()
+        iids = item_ids[np.concatenate([lists.items for lists in per_type], axis=1)[keep]].tolist()
+        scores_kept = np.concatenate([lists.scores for lists in per_type], axis=1)[keep].tolist()
         yield "".join([f"{u},{i},{v:.12f}\n" for u, i, v in zip(uids, iids, scores_kept)])
 
 
 def i2i_lines(model: TrainedModel, n: int, valid_items: np.ndarray | None = None) -> Iterator[str]:
     """`target_iid,similar_iid,ranking` lines: per item, the n most similar other items of its family.
 
-    The same ranking as ranking.rank_similar (cosine of the model's vectors, content vectors for cold items),
-    for a block of targets at a time.
+    ranking.similar (what /similar-items serves) for every importable target at once.
     """
     yield I2I_HEADER + "\n"
-    if valid_items is None:
-        valid_items = np.ones(model.n_items, bool)
-    types = np.asarray(model.item_types)
-    family = np.asarray(TYPE_FAMILY)[types] if types.size else np.zeros(0, np.int64)
-    warm = np.ones(model.n_items, bool) if model.item_warm is None else np.asarray(model.item_warm, bool)
-    use_content = np.zeros(model.n_items, bool)
-    if model.content_vectors is not None:
-        use_content = ~warm if model.similarity_vectors is not None else np.ones(model.n_items, bool)
-    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for fam in np.unique(family):
-        candidates = np.flatnonzero((family == fam) & valid_items)
-        for content, vectors in ((False, model.similarity_vectors), (True, model.content_vectors)):
-            if vectors is None:
-                continue
-            targets = candidates[use_content[candidates] == content]
-            candidate_vectors = np.asarray(vectors[candidates], dtype=np.float32)
-            block = max(1, SCORE_CELLS // max(1, candidates.size))
-            for start in range(0, targets.size, block):
-                chunk = targets[start:start + block]
-                scores = np.asarray(vectors[chunk], dtype=np.float32) @ candidate_vectors.T
-                scores[np.arange(chunk.size), np.searchsorted(candidates, chunk)] = -np.inf  # never the target
-                cols, vals, counts = _top_rows(scores, n)
-                for row, target in enumerate(chunk.tolist()):
-                    results[target] = (candidates[cols[row, : counts[row]]], vals[row, : counts[row]])
+    exclude = None if valid_items is None or valid_items.all() else ~valid_items
+    targets = np.arange(model.n_items) if exclude is None else np.flatnonzero(~exclude)
+    lists = similar(model, targets, n, exclude=exclude)
     item_ids = model.item_ids
     lines = []
-    for target in range(model.n_items):
-        if target not in results:
-            continue
-        similar, values = results[target]
+    for row, target in enumerate(targets.tolist()):
         head = item_ids[target]
-        for item, value in zip(similar.tolist(), values.tolist()):
+        for item, value in lists.pairs(row):
             lines.append(f"{head},{item_ids[item]},{value:.12f}\n")
         if len(lines) > 50_000:
             yield "".join(lines)
             lines = []
     yield "".join(lines)
-
-
-def _exclude_positives(scores: np.ndarray, positives: object, users: np.ndarray) -> None:
-    """Set the users' positive (rating 1) items to -inf so that no ranking can return them."""
-    rows = positives[users].tocoo()  # type: ignore[index]
-    keep = rows.data > 0
-    scores[rows.row[keep], rows.col[keep]] = -np.inf
-
-
-def _top_rows(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row the n highest entries above -inf, best first, ties by lower column: (columns, values, counts).
-
-    argpartition finds the n best of every row at once; a row whose n-th value is tied with entries left out
-    is re-ranked exactly, so the choice among equal scores never depends on partition order.
-    """
-    n_rows, width = scores.shape
-    k = min(n, width)
-    if k <= 0 or n_rows == 0:
-        return np.zeros((n_rows, 0), np.int64), np.zeros((n_rows, 0), np.float32), np.zeros(n_rows, np.int64)
-    if k < width:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(width), (n_rows, width)).copy()
-    values = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -values), axis=1)
-    cols = np.take_along_axis(part, order, axis=1)
-    values = np.take_along_axis(values, order, axis=1)
-    if k < width:
-        kth = values[:, -1]
-        rows = np.flatnonzero(kth > -np.inf)
-        if rows.size:
-            tied_all = (scores[rows] == kth[rows, None]).sum(axis=1)
-            tied_kept = (values[rows] == kth[rows, None]).sum(axis=1)
-            for row in rows[tied_all != tied_kept]:
-                exact = np.lexsort((np.arange(width), -scores[row]))[:k]
-                cols[row] = exact
-                values[row] = scores[row, exact]
-    counts = (values > -np.inf).sum(axis=1)
-    return cols, values, counts
 
 
 # ------------------------------------------------------------------------------------------------- files

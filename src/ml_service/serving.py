@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, TYPE_INDEX
 from ml_service.load_failures import LoadFailures, short, transient_cause
 from ml_service.models.base import FACTORS, TrainedModel
-from ml_service.ranking import EXCLUDE, rank_similar, rank_user
+from ml_service.ranking import EXCLUDE, family_candidates, rank, similar, type_candidates
 from ml_service.store import ModelStore, StoreError
 
 log = logging.getLogger("ml_service.serving")
@@ -66,10 +66,10 @@ class TenantIndex:
         self.meta: dict[str, Any] = dict(meta or {})
         self.user_index: dict[str, int] = {uid: i for i, uid in enumerate(model.user_ids)}
         self.item_index: dict[str, int] = {iid: i for i, iid in enumerate(model.item_ids)}
-        item_types = np.asarray(model.item_types).astype(np.int64, copy=False)
-        families = np.asarray(TYPE_FAMILY, dtype=np.int64)[item_types] if item_types.size else item_types
-        self.type_items: tuple[np.ndarray, ...] = tuple(np.flatnonzero(item_types == t) for t in range(len(ITEM_TYPES)))
-        self.family_items: dict[int, np.ndarray] = {f: np.flatnonzero(families == f) for f in sorted(set(TYPE_FAMILY))}
+        item_types = np.asarray(model.item_types)
+        # What each type's and family's lists may show, from the ranking module (its item filters apply here too).
+        self.type_items: tuple[np.ndarray, ...] = tuple(type_candidates(model, t) for t in range(len(ITEM_TYPES)))
+        self.family_items: dict[int, np.ndarray] = {f: family_candidates(model, f) for f in sorted(set(TYPE_FAMILY))}
         self.wire_ids: list[str] = [wire_id(iid) for iid in model.item_ids]
         # The same ids as JSON strings (quotes, escapes), so a response body is joined rather than encoded.
         self.json_wire_ids: list[str] = [json.dumps(wid, ensure_ascii=True) for wid in self.wire_ids]
@@ -120,17 +120,17 @@ class TenantIndex:
         Raises KeyError for an item type that is not one of ITEM_TYPES.
         """
         type_index = TYPE_INDEX[item_type]
-        return rank_user(
+        return rank(
             self.model,
-            self.find_user(user_id),
+            [self.find_user(user_id)],
             type_index,
             n,
-            seen_policy=seen_policy,
+            seen_policy,
             type_items=self.type_items[type_index],
             type_factors=self.type_factors[type_index],
             type_biases=self.type_biases[type_index],
             type_popularity=self.type_popularity[type_index],
-        )
+        ).pairs(0)
 
     def user_items(self, user_id: str, item_type: str, n: int, seen_policy: str = EXCLUDE) -> list[tuple[str, float]]:
         """(prefixed item id, raw score) of the n best items of `item_type` for the user, best first."""
@@ -143,14 +143,14 @@ class TenantIndex:
         if item is None:
             return None
         family = TYPE_FAMILY[int(self.model.item_types[item])]
-        return rank_similar(
+        return similar(
             self.model,
-            item,
+            [item],
             n,
             family_items=self.family_items[family],
             family_vectors=self.family_vectors[family],
             family_content=self.family_content[family],
-        )
+        ).pairs(0)
 
     def similar_items(self, item_id: str, n: int) -> list[tuple[str, float]] | None:
         """(prefixed item id, cosine) of the items most similar to the target, or None for an unknown item."""

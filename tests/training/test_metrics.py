@@ -241,3 +241,15 @@ def test_lists_longer_than_63_match_rank_user_reference() -> None:
     """k = 70 on 90 articles: hit patterns too wide for the bit-code shortcut of the DCG."""
     model, data, split = _random_case(3, "ties", articles=90)
     _assert_same(evaluate(model, data, split, k=70), _reference(model, data, split, 70, "exclude"))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("flavour", ["ties", "nonfinite"])
+def test_one_item_type_matches_rank_user_reference(flavour: str) -> None:
+    """Every item of one type: the whole score block is ranked at once (in place with "exclude")."""
+    model, data, split = _random_case(5, flavour)
+    model.item_types = np.full(model.n_items, ARTICLE, np.int8)
+    for policy in ("exclude", "demote"):
+        expected = _reference(model, data, split, 5, policy)
+        for batch_size in (None, 7):
+            _assert_same(evaluate(model, data, split, k=5, seen_policy=policy, batch_size=batch_size), expected)

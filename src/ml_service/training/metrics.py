@@ -1,13 +1,11 @@
 """The one offline evaluation (precision/recall/NDCG/hit-rate@k, coverage, AUC) used by tuning, benchmarks and metadata.
 
-Lists are built as /user-items builds them (ml_service.ranking.rank_user): per item type, scored by the model
-(popularity for cold users), the user's training positives excluded (or demoted), top k with top_k's order
-(score descending, ties by lowest item index, also at the cut-off). Scoring and selection are batched across
-users: with seen_policy "exclude" the top k of a whole batch come from one partition per type (ties at the
-cut-off resolved as top_k does), and the rows with a non-finite model score go through top_k itself;
-"demote" ranks row by row with top_k. Relevant items are the user's held-out positives (rating 1) of that type;
-relevance is binary. Metrics are computed on the (pairs x k) lists with array operations, summed in the same
-order as a per-pair loop, so the numbers are bit-for-bit those of the straightforward per-user evaluation.
+Lists come from ml_service.ranking.rank, the function /user-items calls with one learner, here called with a
+batch of learners scored once: per item type, scored by the model (popularity for cold users), the user's training
+positives excluded (or demoted), top k (score descending, ties by lowest item index, also at the cut-off).
+Relevant items are the user's held-out positives (rating 1) of that type; relevance is binary. Metrics are
+computed on the (pairs x k) lists with array operations, summed in the same order as a per-pair loop, so the
+numbers are bit-for-bit those of the straightforward per-user evaluation.
 """
 
 from __future__ import annotations
@@ -20,8 +18,8 @@ import scipy.sparse as sp
 from scipy.stats import rankdata
 
 from ml_service.data.tenant import ITEM_TYPES, TenantData
-from ml_service.models.base import TrainedModel, score_users
-from ml_service.ranking import DEMOTE, EXCLUDE, REFERENCE_DEMOTION, top_k
+from ml_service.models.base import TrainedModel
+from ml_service.ranking import EXCLUDE, check_seen_policy, rank, score, type_candidates
 from ml_service.training.split import Split
 
 RANK_METRICS = ("precision", "recall", "ndcg", "hit_rate")
@@ -51,20 +49,14 @@ def evaluate(
     has no training interaction with (ties count half), averaged over users; it ignores item types.
     `batch_size` = users scored at a time (default: as many as fit a 16 MB score matrix).
     """
-    if seen_policy not in (EXCLUDE, DEMOTE):
-        raise ValueError(f"unknown seen_policy {seen_policy!r}; expected {EXCLUDE!r} or {DEMOTE!r}")
+    check_seen_policy(seen_policy)
     n_items = model.n_items
     item_types = np.asarray(model.item_types)
     train_any = data.interaction_matrix(split.train).tocsr() if auc else None
     held = split.test.subset(split.test.rating == 1)
     test_matrix = data.interaction_matrix(held).tocsr()
     test_users = np.flatnonzero(np.bincount(held.user, minlength=data.n_users))  # sorted, as np.unique
-    type_items = {int(t): np.flatnonzero(item_types == t) for t in np.unique(item_types)}
-    popularity = (
-        np.asarray(model.popularity, dtype=np.float32)
-        if model.popularity is not None
-        else np.zeros(n_items, dtype=np.float32)
-    )
+    type_items = {int(t): type_candidates(model, int(t)) for t in np.unique(item_types)}
     if batch_size is None:
         batch_size = max(1, SCORE_BATCH_BYTES // (4 * max(n_items, 1)))
     positive = split.train.rating == 1
@@ -76,30 +68,23 @@ def evaluate(
 
     for start in range(0, test_users.size, batch_size):
         batch = test_users[start:start + batch_size]
-        scores = score_users(model, batch)
-        if model.user_cold is not None:
-            cold = np.asarray(model.user_cold)[batch]
-            scores[cold] = popularity
+        scored = score(model, batch, seen=train_positives.batch(start // batch_size))
         relevant_rows, relevant_items = _entries(test_matrix, batch)
-        seen_rows, seen_items = train_positives.batch(start // batch_size)
-        if auc:
+        if auc:  # before ranking, which may mark the seen entries of the scores
             assert train_any is not None
-            auc_values.extend(_batch_auc(scores, batch, relevant_rows, relevant_items, train_any))
+            auc_values.extend(_batch_auc(scored.scores, batch, relevant_rows, relevant_items, train_any))
         is_relevant = np.zeros((batch.size, n_items), dtype=bool)
         is_relevant[relevant_rows, relevant_items] = True
         n_types = len(ITEM_TYPES)
         n_relevant = np.bincount(
             relevant_rows * n_types + item_types[relevant_items], minlength=batch.size * n_types
         ).reshape(batch.size, n_types)
-        seen = _RowItems(seen_rows, seen_items, batch.size)
-        finite = np.isfinite(scores).all(axis=1)
-        if seen_policy == EXCLUDE:
-            scores[seen_rows, seen_items] = -np.inf  # after the AUC, which ranks the raw scores
         for t in np.flatnonzero(n_relevant.any(axis=0)):
             rows = np.flatnonzero(n_relevant[:, t])
-            ranked, listed = _lists(scores, rows, type_items[int(t)], seen, finite, k, seen_policy)
-            hits = listed & is_relevant[rows[:, None], ranked]
-            metrics.add(int(t), hits, n_relevant[rows, t], ranked[listed])
+            lists = rank(model, scored, int(t), k, seen_policy, rows=rows, type_items=type_items[int(t)])
+            listed = lists.listed()
+            hits = listed & is_relevant[rows[:, None], lists.items]
+            metrics.add(int(t), hits, n_relevant[rows, t], lists.items[listed])
 
     per_type, overall, total_held = metrics.summary()
     result: dict[str, Any] = {"k": k, "users": int(test_users.size), "held_out": total_held}
@@ -205,125 +190,6 @@ class _BatchEntries:
         """(rows, items) of batch `index`; rows are not sorted."""
         start, end = self.bounds[index], self.bounds[index + 1]
         return self.rows[start:end], self.items[start:end]
-
-
-class _RowItems:
-    """Item lists of the rows of a batch from unsorted (row, item) entries; grouped on first use."""
-
-    def __init__(self, rows: np.ndarray, items: np.ndarray, n_rows: int) -> None:
-        self.rows, self.items, self.n_rows = rows, items, n_rows
-        self.starts: np.ndarray | None = None
-
-    def __getitem__(self, row: int) -> np.ndarray:
-        if self.starts is None:
-            order = np.argsort(self.rows, kind="stable")
-            self.items = self.items[order]
-            self.starts = np.searchsorted(self.rows[order], np.arange(self.n_rows + 1))
-        return self.items[self.starts[row]:self.starts[row + 1]]
-
-
-def _lists(
-    scores: np.ndarray,
-    rows: np.ndarray,
-    candidates: np.ndarray,
-    seen: _RowItems,
-    finite: np.ndarray,
-    k: int,
-    seen_policy: str,
-) -> tuple[np.ndarray, np.ndarray]:
-    """rank_user's top-k lists among `candidates` for the batch `rows`: (items, listed) of shape (rows, <=k).
-
-    With "exclude", `scores` has the seen items at -inf and the lists come from _top_k_rows; rows with
-    non-finite model scores (`finite` False) are ranked one by one with top_k, as every row is with "demote".
-    """
-    width = min(k, candidates.size)
-    if seen_policy == EXCLUDE:
-        positions, listed = _top_k_rows(_block(scores, rows, candidates), k)
-        ranked = candidates[positions]
-        redo = np.flatnonzero(~finite[rows])
-    else:
-        ranked = np.zeros((rows.size, width), dtype=np.int64)
-        listed = np.zeros((rows.size, width), dtype=bool)
-        redo = np.arange(rows.size)
-    for i in redo:
-        row = int(rows[i])
-        chosen = _rank(scores[row], candidates, seen[row], scores.shape[1], k, seen_policy)
-        ranked[i, : chosen.size] = chosen
-        listed[i] = np.arange(width) < chosen.size
-    return ranked, listed
-
-
-def _top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """top_k of every row of a finite score matrix whose -inf entries are not candidates, as column positions.
-
-    Returns (positions, listed), both (rows, min(k, columns)): per row the best columns, score descending then
-    column ascending (ties at the cut-off included, as top_k resolves them), and which entries are part of the
-    list (a row lists fewer than k when fewer than k of its scores are above -inf). Rows holding -inf or NaN
-    model scores are the caller's to redo.
-    """
-    n_rows, n_cols = scores.shape
-    width = min(k, n_cols)
-    if k < n_cols:
-        kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k]  # values only: 2x faster than argpartition
-        # A -inf k-th value means fewer than k items are left: list them all (scores >= the lowest float).
-        floor = np.maximum(kth, np.finfo(scores.dtype).min)
-        chosen = scores >= floor[:, None]
-    else:
-        floor = np.full(n_rows, -np.inf, dtype=scores.dtype)
-        chosen = scores > -np.inf
-    flat = np.flatnonzero(chosen)  # row-major, so columns ascend within a row; 10x faster than a 2-d nonzero
-    rows = flat // n_cols
-    cols = flat - rows * n_cols
-    values = scores[rows, cols]
-    counts = np.bincount(rows, minlength=n_rows)
-    if (counts > k).any():  # scores tied at the cut-off
-        keep = _lowest_tied(rows, values, counts, floor, k)
-        rows, cols, values = rows[keep], cols[keep], values[keep]
-        counts = np.bincount(rows, minlength=n_rows)
-    slots = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
-    positions = np.zeros((n_rows, width), dtype=np.int64)
-    keys = np.full((n_rows, width), np.inf)  # sort key -score; unused slots sort last
-    positions[rows, slots] = cols
-    keys[rows, slots] = -values.astype(np.float64)
-    order = np.lexsort((positions, keys), axis=1)
-    listed = np.zeros((n_rows, width), dtype=bool)
-    listed[rows, slots] = True
-    return np.take_along_axis(positions, order, axis=1), np.take_along_axis(listed, order, axis=1)
-
-
-def _lowest_tied(rows: np.ndarray, values: np.ndarray, counts: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
-    """Which row-major entries (scores >= their row's k-th score) top_k keeps: in a row with more than k, all
-    the scores above the k-th and, of those equal to it, the lowest columns up to k in all."""
-    at_cutoff = (counts > k)[rows] & (values == kth[rows])
-    running = np.concatenate(([0], np.cumsum(at_cutoff)))  # running[j] = tied entries before entry j
-    row_starts = np.cumsum(counts) - counts
-    tie_rank = running[1:] - running[row_starts][rows]  # 1, 2, ... along a row's tied entries
-    above = counts - np.bincount(rows[at_cutoff], minlength=counts.size)
-    return ~at_cutoff | (tie_rank <= (k - above)[rows])
-
-
-def _block(scores: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """scores[rows][:, columns], without copying when they are all the rows and columns."""
-    if columns.size == scores.shape[1]:  # the type's items are all the items, in order
-        return scores if rows.size == scores.shape[0] else scores[rows]
-    return scores[np.ix_(rows, columns)]
-
-
-def _rank(
-    scores: np.ndarray, candidates: np.ndarray, seen: np.ndarray, n_items: int, n: int, seen_policy: str
-) -> np.ndarray:
-    """rank_user's candidate filtering and top_k for one user and type, on precomputed scores."""
-    if seen.size:
-        seen_mask = np.zeros(n_items, dtype=bool)
-        seen_mask[seen] = True
-        is_seen = seen_mask[candidates]
-        if seen_policy == EXCLUDE:
-            candidates = candidates[~is_seen]
-        elif is_seen.any() and (~is_seen).any():
-            unseen_scores = scores[candidates[~is_seen]]
-            scores = scores.copy()
-            scores[candidates[is_seen]] -= REFERENCE_DEMOTION * float(unseen_scores.max() - unseen_scores.min())
-    return top_k(scores, candidates, n)
 
 
 def _batch_auc(
