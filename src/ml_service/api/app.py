@@ -43,7 +43,7 @@ def create_app(
     `clock` is the service clock used by authentication and the health check.
     """
     recommender = recommender if recommender is not None else Recommender(store)
-    probe = health_probe if health_probe is not None else TotaraProbe()
+    probe = health_probe if health_probe is not None else TotaraProbe.from_settings(settings)
     try:
         recommender.refresh()
     except Exception:  # an unreadable store must not stop the service from starting and answering
