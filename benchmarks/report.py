@@ -27,6 +27,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Similar items: held-out hit rate of the served similar-items lists | `similar_items.py` | `results/similar_items.json` |
 | Cold start: learners with every interaction held out | `cold_start.py` | `results/cold_start.json` |
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
+| Hostile inputs: memory and time of a file without newlines, a 1 GB field, a 1M-character token, before/after | `hostile_inputs.py` | `results/hostile_inputs.json` |
 """
 
 
@@ -159,12 +160,27 @@ def serving_section(d: dict) -> str:
     ])
 
 
+def hostile_section(d: dict) -> str:
+    def cell(value: object) -> object:
+        return "-" if value is None else value
+
+    rows = [[r["case"], r["code"], f"{r['input_bytes'] / 2**20:,.0f}" if r["input_bytes"] else "-", cell(r["seconds"]),
+             cell(r["peak_rss_mb"]), r["outcome"].replace("|", "\\|")] for r in d["rows"]]
+    return "\n".join([
+        "## Hostile inputs", "", f"`{d['command']}` ({d['generated_at']}); before = `{d['before']}`, after = this tree. "
+        f"Each case in its own child process, capped at {d['timeout_s']:g} s and {d['memory_cap_gb']:g} GB of address space. "
+        + d["note"], "",
+        table(["case", "code", "input MB", "seconds", "peak RSS MB", "outcome"], rows),
+        "", "Goal: every hostile file fails fast with a clear error in bounded memory; text cleaning linear in its input.",
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
                          ("ceiling.json", ceiling_section),
                          ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section)):
+                         ("serving.json", serving_section), ("hostile_inputs.json", hostile_section)):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")

@@ -173,3 +173,15 @@ def test_a_folder_file_over_the_export_limit_fails_only_its_tenant(tmp_path: Pat
     assert set(snapshot.failed) == set(snapshot.tenants)
     assert "ML_MAX_EXPORT_MB" in snapshot.failed["0"] and "user_interactions_0.csv" in snapshot.failed["0"]
     shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("ML_MAX_RECORD_MB", "0"), ("ML_MAX_RECORD_MB", "2048"), ("ML_MAX_RECORD_MB", "1.5"),
+    ("ML_MAX_LIST_ENTRIES", "0"), ("ML_MAX_TAG_COLUMNS", "-1"), ("ML_MAX_EXPORT_MB", "0"),
+    ("ML_DOWNLOAD_DEADLINE", "0.5"), ("ML_DOWNLOAD_DEADLINE", "soon"),
+])
+def test_bad_limit_values_stop_the_service_naming_the_variable(name: str, value: str) -> None:
+    from ml_service.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{name}={value!r} is invalid"):
+        Settings.from_env({name: value}, require_totara=False)
