@@ -27,7 +27,8 @@ class HostileServer:
 
     Kinds: `huge-declared` (Content-Length of 10 GB, then a few bytes), `chunked` (chunked transfer encoding,
     `body_bytes` bytes), `until-close` (no length: `body_bytes` bytes, then the connection closes), `trickle`
-    (Content-Length 1000, one byte every `trickle_every_s` for at most `trickle_for_s`, then it closes).
+    (Content-Length 1000, one byte every `trickle_every_s` for at most `trickle_for_s`, then it closes),
+    `trickle-headers` (the status line, then header bytes at that pace: the headers never end in time).
     POST to the Totara status path answers `ok`. Every misbehaviour ends by itself, so a test never hangs.
     """
 
@@ -102,17 +103,24 @@ def _handler_for(server: HostileServer) -> type[BaseHTTPRequestHandler]:
                     self.end_headers()
                     self._send(name, server.body_bytes)
                     self.close_connection = True
+                elif kind == "trickle-headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    self._trickle(name)
+                    self.close_connection = True
                 elif kind == "trickle":
                     self._headers(200, 1000)
-                    stop = time.monotonic() + server.trickle_for_s
-                    while time.monotonic() < stop:
-                        self.wfile.write(b"x")
-                        self.wfile.flush()
-                        server.sent[name] = server.sent.get(name, 0) + 1
-                        time.sleep(server.trickle_every_s)
+                    self._trickle(name)
                     self.close_connection = True
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                 self.close_connection = True  # the client gave up, as it should
+
+        def _trickle(self, name: str) -> None:
+            stop = time.monotonic() + server.trickle_for_s
+            while time.monotonic() < stop:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                server.sent[name] = server.sent.get(name, 0) + 1
+                time.sleep(server.trickle_every_s)
 
         def _headers(self, status: int, length: int) -> None:
             self.send_response(status)

@@ -53,10 +53,11 @@ def test_a_body_without_length_is_cut_at_the_limit(tmp_path: Path, kind: str) ->
     assert leftovers(snapshot.root) == ["tenants.csv"]
 
 
-def test_a_trickling_server_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["trickle", "trickle-headers"])
+def test_a_trickling_server_is_cut_off_at_the_deadline(tmp_path: Path, kind: str) -> None:
     """One byte every 0.2 s never trips the 2 s read timeout; only the total deadline ends the transfer."""
     with HostileServer() as server:
-        server.behaviour["user_interactions_0.csv"] = "trickle"
+        server.behaviour["user_interactions_0.csv"] = kind
         server.trickle_for_s = 30.0  # the old client would wait all of it, then report a short body
         snapshot = fetch(server.url, tmp_path / "staging", download_deadline_s=1.5)
     message = snapshot.failed["0"]
