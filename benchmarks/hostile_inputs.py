@@ -103,11 +103,17 @@ def run_case(case: str, folder: Path, src: Path, timeout_s: float, cap_gb: float
 
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     started = time.monotonic()
-    try:
-        done = subprocess.run([sys.executable, __file__, "--child", case, "--folder", str(folder)], env=env,
-                              capture_output=True, text=True, timeout=timeout_s, preexec_fn=limit_memory)
-    except subprocess.TimeoutExpired:
-        return {"outcome": f"did not finish within {timeout_s:g} s (stopped)", "seconds": None, "peak_rss_mb": None}
+    with subprocess.Popen([sys.executable, __file__, "--child", case, "--folder", str(folder)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_memory) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            peak = _peak_rss_mb(proc.pid)  # the high-water mark so far, read before the child is stopped
+            proc.kill()
+            proc.communicate()
+            return {"outcome": f"did not finish within {timeout_s:g} s (stopped)", "seconds": None,
+                    "peak_rss_mb": peak, "peak_rss_note": "high-water mark when stopped"}
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -117,6 +123,17 @@ def run_case(case: str, folder: Path, src: Path, timeout_s: float, cap_gb: float
     if str(src.resolve()) not in result.pop("code"):
         raise SystemExit(f"the child did not import ml_service from {src}: check PYTHONPATH and the editable install")
     return result
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a running process (Linux), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

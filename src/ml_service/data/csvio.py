@@ -178,6 +178,7 @@ class CsvTable:
     def _measure_quoted_records(self, text: str, first_line: int) -> None:
         """Follow quoted fields across lines; DataError when one record grows past `max_record_bytes`.
 
+        Counted in characters of the decoded text, never more than its bytes (the line bound is in bytes).
         `_open_record` is (start line, characters so far) of a record whose quoted field is still open.
         Quotes PHP wrote single have been doubled already, so an odd count of `"` on a line opens or closes.
         """
