@@ -15,8 +15,10 @@ MB = 1 << 20
 class InputLimits:
     """Bounds that keep one hostile or broken export file from exhausting memory or CPU.
 
-    The defaults are far above any real Totara row (the bundled sample's longest record is under 1 KB; an
-    engage article's document is the article's text, a few hundred KB at the very most).
+    The defaults are far above real Totara rows: the bundled sample's longest record is 475 bytes and it has 24
+    topic columns; the longest field Totara writes is an item's `document` (a resource's whole text), and 16 MB
+    holds several books. An over-long record costs at most a small multiple of the record limit in memory
+    (benchmarks/results/hostile_inputs.json).
     """
 
     max_record_bytes: int = 16 * MB  # ML_MAX_RECORD_MB: one CSV record (a line, or a multi-line quoted row)
