@@ -164,11 +164,14 @@ def hostile_section(d: dict) -> str:
     def cell(value: object) -> object:
         return "-" if value is None else value
 
+    def peak(r: dict) -> object:
+        return f"{r['peak_rss_mb']} (when stopped)" if r.get("peak_rss_note") else cell(r["peak_rss_mb"])
+
     rows = [[r["case"], r["code"], f"{r['input_bytes'] / 2**20:,.0f}" if r["input_bytes"] else "-", cell(r["seconds"]),
-             cell(r["peak_rss_mb"]), r["outcome"].replace("|", "\\|")] for r in d["rows"]]
+             peak(r), r["outcome"].replace("|", "\\|")] for r in d["rows"]]
     return "\n".join([
         "## Hostile inputs", "", f"`{d['command']}` ({d['generated_at']}); before = `{d['before']}`, after = this tree. "
-        f"Each case in its own child process, capped at {d['timeout_s']:g} s and {d['memory_cap_gb']:g} GB of address space. "
+        f"Children are stopped after {d['timeout_s']:g} s and capped at {d['memory_cap_gb']:g} GB of address space. "
         + d["note"], "",
         table(["case", "code", "input MB", "seconds", "peak RSS MB", "outcome"], rows),
         "", "Goal: every hostile file fails fast with a clear error in bounded memory; text cleaning linear in its input.",
