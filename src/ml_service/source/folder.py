@@ -70,15 +70,14 @@ class FolderSource:
             f"item_data_0.csv) in that folder or in its data/ subfolder (Totara writes <dataroot>/recommender/data/data/)."
         )
 
-    @staticmethod
-    def _tenants(root: Path) -> list[str]:
+    def _tenants(self, root: Path) -> list[str]:
         tenants_file = root / TENANTS_FILE
         if not tenants_file.is_file():
             if _has_tenant_zero_files(root):
                 return list(DEFAULT_TENANTS)
             raise SourceError(f"{tenants_file} is missing and the folder has no tenant 0 files (*_0.csv).")
         try:
-            return parse_tenants(tenants_file)
+            return parse_tenants(tenants_file, self.limits.max_record_bytes)
         except DataError as exc:
             raise SourceError(f"{tenants_file} cannot be used: {exc}") from exc
         except OSError as exc:

@@ -79,7 +79,7 @@ class TotaraHttpSource:
         if isinstance(outcome, _NoContent):
             tenants_path.write_text("tenants\n0\n", encoding="utf-8")  # multitenancy off (spec §4.1)
         try:
-            tenants = parse_tenants(tenants_path)
+            tenants = parse_tenants(tenants_path, self.limits.max_record_bytes)
         except DataError as exc:
             raise SourceError(f"{TENANTS_FILE} from {export_url(base, TENANTS_FILE)} cannot be used: {exc}") from exc
 
