@@ -30,6 +30,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Store: publish and load of a 50k x 10k tenant, and what publish's checks cost | `store_publish.py` | `results/store_publish.json` |
 | Fuzz: generated requests over every route against `ml-service serve`, checked against the wire contract | `fuzz.py` | `results/fuzz.json` |
 | Ranking refactor: in-process serving ranking and offline evaluation, code before vs after one ranking module | `ranking_refactor.py` | `results/ranking_refactor.json` |
+| Hostile inputs: memory and time of a file without newlines, a 1 GB field, a 1M-character token, before/after | `hostile_inputs.py` | `results/hostile_inputs.json` |
 """
 
 
@@ -224,6 +225,7 @@ def main() -> int:
         ("store_publish.json", store_section),
         ("fuzz.json", fuzz_section),
         ("ranking_refactor.json", ranking_section),
+        ("hostile_inputs.json", hostile_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")

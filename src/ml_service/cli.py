@@ -136,9 +136,10 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
 def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:
     if folder is not None:
+        from ml_service.data.limits import InputLimits
         from ml_service.source.folder import FolderSource
 
-        return FolderSource(folder, force=force)
+        return FolderSource(folder, force=force, limits=InputLimits.from_settings(settings))
     from ml_service.source.totara_http import TotaraHttpSource
 
     return TotaraHttpSource(settings, settings.models_dir / "staging")

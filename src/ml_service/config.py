@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
+
+from ml_service.data.limits import MB, InputLimits
 
 REFERENCE_ALGORITHMS = ("hybrid", "partial", "mf")
 PROJECT_ALGORITHMS = ("als", "ease", "knn", "lda", "popular")
@@ -69,6 +72,15 @@ class Settings:
     tenant_retention_runs: int = 3
     min_users: int = 10
     min_items: int = 10
+    # Input bounds (data/limits.py): record size, list entries, tag columns, export file size, download deadline.
+    max_record_mb: int = InputLimits.max_record_bytes // MB
+    max_list_entries: int = InputLimits.max_list_entries
+    max_tag_columns: int = InputLimits.max_tag_columns
+    max_export_mb: int = InputLimits.max_export_bytes // MB
+    download_deadline_s: float = InputLimits.download_deadline_s
+    # TLS towards Totara (downloads and the health-check probe): off by default, as the reference.
+    totara_verify_tls: bool = False
+    totara_ca_bundle: Path | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -105,6 +117,8 @@ class Settings:
         seen_policy = (get("ML_SEEN_POLICY") or "exclude").lower()
         if seen_policy not in SEEN_POLICIES:
             raise ConfigError(f"ML_SEEN_POLICY={seen_policy!r} is invalid: allowed values are exclude, demote")
+        verify_tls = _parse_bool(env, "ML_TOTARA_VERIFY_TLS", False)
+        ca_bundle = _parse_ca_bundle(get("ML_TOTARA_CA_BUNDLE"), verify_tls)
         return cls(
             totara_url=url,
             totara_key=key,
@@ -131,6 +145,13 @@ class Settings:
             validation_protocol=validation,
             run_lock_stale_minutes=_parse_number(env, "ML_RUN_LOCK_STALE", 30.0, minimum=0.05, maximum=10080.0, kind=float),
             tenant_retention_runs=_parse_number(env, "ML_TENANT_RETENTION_RUNS", 3, minimum=0, maximum=10000, kind=int),
+            max_record_mb=_parse_number(env, "ML_MAX_RECORD_MB", cls.max_record_mb, minimum=1, maximum=1024, kind=int),
+            max_list_entries=_parse_number(env, "ML_MAX_LIST_ENTRIES", cls.max_list_entries, minimum=1, maximum=10**6, kind=int),
+            max_tag_columns=_parse_number(env, "ML_MAX_TAG_COLUMNS", cls.max_tag_columns, minimum=0, maximum=10**6, kind=int),
+            max_export_mb=_parse_number(env, "ML_MAX_EXPORT_MB", cls.max_export_mb, minimum=1, maximum=10**7, kind=int),
+            download_deadline_s=_parse_number(env, "ML_DOWNLOAD_DEADLINE", cls.download_deadline_s, minimum=1.0, kind=float),
+            totara_verify_tls=verify_tls,
+            totara_ca_bundle=ca_bundle,
         )
 
     def with_(self, **changes: object) -> "Settings":
@@ -184,6 +205,27 @@ def parse_bind(value: str) -> tuple[BindAddress, ...]:
     if not addresses:
         raise ConfigError("ML_BIND is empty: give at least one HOST:PORT, e.g. *:5000")
     return tuple(addresses)
+
+
+def _parse_ca_bundle(raw: str, verify_tls: bool) -> Path | None:
+    """ML_TOTARA_CA_BUNDLE: a readable PEM file of CA certificates, only meaningful with ML_TOTARA_VERIFY_TLS=1."""
+    if not raw:
+        return None
+    if not verify_tls:
+        raise ConfigError(
+            f"ML_TOTARA_CA_BUNDLE={raw!r} is set but ML_TOTARA_VERIFY_TLS is off, so it would be ignored: "
+            "set ML_TOTARA_VERIFY_TLS=1 to verify Totara's certificate against it, or unset ML_TOTARA_CA_BUNDLE"
+        )
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"ML_TOTARA_CA_BUNDLE={raw!r} is invalid: no such file (expected a PEM file of CA certificates)")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"ML_TOTARA_CA_BUNDLE={raw!r} is invalid: it cannot be read as PEM CA certificates ({exc})"
+        ) from None
+    return path
 
 
 def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -132,6 +132,8 @@ def test_clean_tenant_fills_users_items_and_interactions(tmp_path: Path) -> None
         "dropped_unknown_user": 0,
         "dropped_unknown_item": 0,
         "duplicates_collapsed": 0,
+        "truncated_cells": 0,
+        "ignored_tag_columns": 0,
     }
 
 

@@ -79,3 +79,44 @@ def test_min_df_drops_single_text_terms_on_larger_corpora() -> None:
     texts = [f"common courses unique{chr(ord('a') + i)}{chr(ord('a') + i)}" for i in range(25)]
     _, terms = tfidf_matrix(texts)
     assert terms == ["common", "courses"]
+
+
+def test_email_removal_matches_the_reference_pattern_on_random_text() -> None:
+    """The linear e-mail pattern removes exactly what the reference's `\\S+@\\S+\\s?` removes."""
+    import random
+    import re
+
+    from ml_service.data import text as text_module
+
+    reference = re.compile(r"\S+@\S+\s?")
+    rng = random.Random(7)
+    alphabet = "ab@ \t\n.é\u3000"
+    for _ in range(20_000):
+        sample = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert text_module._EMAIL.sub(" ", sample) == reference.sub(" ", sample), repr(sample)
+    assert clean_text("write to jane.doe@example.com or x@y now") == "write to or now"
+
+
+def test_cleaning_a_million_character_token_finishes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 1M-character token (no `@`, or one at its end) is cleaned at once; the old pattern took hours.
+
+    Run in a child process with a generous time-out, so the test stops by itself on a regression and asserts
+    no timing: the quadratic pattern needs ~35 s per 100k characters, i.e. about an hour per token here.
+    """
+    import subprocess
+    import sys
+
+    script = (
+        "from ml_service.data.text import clean_text, tokenize\n"
+        "assert clean_text('a' * 1_000_000) == 'a' * 1_000_000\n"
+        "assert clean_text('b' * 1_000_000 + '@') == 'b' * 1_000_000\n"
+        "assert clean_text('x ' + 'c' * 1_000_000 + '@d y') == 'x y'\n"
+        "assert tokenize('e' * 1_000_000) == ['e' * 1_000_000]\n"
+        "print('done')\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail("cleaning 1M-character tokens did not finish within 300 s: the text patterns are not linear")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"

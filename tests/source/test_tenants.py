@@ -63,3 +63,11 @@ def test_not_utf8_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         parse_tenants(write(tmp_path, b"tenants\n\xff\n"))
     assert caught.value.issue.expected == "UTF-8 text"
+
+
+def test_a_tenants_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = write(tmp_path, b"tenants\n" + b"1\n" * 5000)
+    with pytest.raises(DataError) as caught:
+        parse_tenants(path, max_bytes=1000)
+    assert caught.value.issue.value == "10008 bytes" and "ML_MAX_RECORD_MB" in caught.value.issue.expected
+    assert parse_tenants(path) == ["1"]

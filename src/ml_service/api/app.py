@@ -49,7 +49,7 @@ def create_app(
         recommender = Recommender(
             store, retry_wait_s=settings.load_retry_wait_s, retry_max_wait_s=settings.load_retry_max_wait_s
         )
-    probe = health_probe if health_probe is not None else TotaraProbe()
+    probe = health_probe if health_probe is not None else TotaraProbe.from_settings(settings)
     try:
         recommender.refresh()
     except Exception:  # an unreadable store must not stop the service from starting and answering

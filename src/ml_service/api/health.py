@@ -6,6 +6,7 @@ import asyncio
 import csv
 import datetime as dt
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from ml_service.auth import AuthResult
+from ml_service.config import Settings
 from ml_service.serving import Recommender
+from ml_service.source.tls import TLS_ADVICE, is_tls_failure, totara_verify
 
 PROBE_PATH = "/totara/webapi/ajax.php"
 PROBE_BODY = {"operationName": "totara_webapi_status_nosession", "variables": {}, "extensions": {}}
@@ -50,6 +53,12 @@ class TotaraProbe:
     dns_timeout_s: float = 0.3
     graphql_timeout_s: float = 1.5
     total_budget_s: float = 1.75  # DNS + probe together stay inside Totara's 2 s limit for the whole call
+    verify: ssl.SSLContext | bool = False  # Totara's certificate is checked only with ML_TOTARA_VERIFY_TLS=1
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TotaraProbe":
+        """The probe with the downloads' TLS settings (ML_TOTARA_VERIFY_TLS, ML_TOTARA_CA_BUNDLE)."""
+        return cls(verify=totara_verify(settings))
 
     async def resolve(self, hostname: str) -> str:
         """The first address of `hostname`, IPv4 preferred; ProbeError with the resolver's message."""
@@ -75,7 +84,7 @@ class TotaraProbe:
         cap = self.graphql_timeout_s if timeout_s is None else max(0.05, min(timeout_s, self.graphql_timeout_s))
         started = time.perf_counter()
         try:
-            async with httpx.AsyncClient(verify=False, timeout=cap) as client:
+            async with httpx.AsyncClient(verify=self.verify, timeout=cap) as client:
                 response = await asyncio.wait_for(client.post(base_url + PROBE_PATH, json=PROBE_BODY), timeout=cap)
                 elapsed = time.perf_counter() - started
                 response.raise_for_status()
@@ -85,7 +94,10 @@ class TotaraProbe:
         except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
             raise ProbeError(PROBE_TIMEOUT.format(str(exc) or f"no answer within {cap:.2g} s")) from None
         except Exception as exc:  # connection refused, TLS, invalid JSON: all "unable to communicate"
-            raise ProbeError(PROBE_OTHER.format(str(exc) or type(exc).__name__)) from None
+            reason = str(exc) or type(exc).__name__
+            if is_tls_failure(exc):
+                reason = f"Totara's TLS certificate was refused ({reason}): {TLS_ADVICE}"
+            raise ProbeError(PROBE_OTHER.format(reason)) from None
         data = document.get("data", document) if isinstance(document, dict) else None
         try:
             status = data["totara_webapi_status"]["status"]  # type: ignore[index]

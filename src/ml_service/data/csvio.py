@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from ml_service.data.limits import InputLimits, describe_bytes
 from ml_service.data.tenant import DataError, Issue
 
 BLOCK_BYTES = 1 << 22  # decoded and handed to the csv module this many bytes at a time (cut at a line end)
@@ -28,7 +29,8 @@ _BOM = b"\xef\xbb\xbf"
 _SINGLE_QUOTE_AFTER_BACKSLASH = re.compile(r'\\"(?=[^,\r\n])')
 _TRUNCATED = "unexpected end of data"
 
-# Documents can be long; the csv module's default limit (128 KiB per field) would reject them.
+# Documents can be long; the csv module's default limit (128 KiB per field) would reject them. This is no bound:
+# CsvTable never hands the csv module a record longer than its max_record_bytes (at most 1 GiB, config.py).
 csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 1 << 30)))
 
 
@@ -79,10 +81,18 @@ def record_start_lines(rows: list[list[str]], first_line: int) -> list[int]:
 class CsvTable:
     """One export file: `header` (None for a zero-byte or blank file), then `chunks()` of the data records."""
 
-    def __init__(self, path: Path, name: str | None = None, chunk_rows: int = CHUNK_ROWS):
+    def __init__(
+        self,
+        path: Path,
+        name: str | None = None,
+        chunk_rows: int = CHUNK_ROWS,
+        max_record_bytes: int = InputLimits.max_record_bytes,
+    ):
         self.path = Path(path)
         self.name = name or self.path.name
         self.chunk_rows = chunk_rows
+        self.max_record_bytes = max_record_bytes
+        self._open_record: tuple[int, int] | None = None
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:
@@ -105,26 +115,42 @@ class CsvTable:
         self._file.close()
 
     def _text_blocks(self) -> Iterator[str]:
-        """The file as UTF-8 text in blocks cut after a newline, quotes PHP left single already doubled."""
-        offset = 0  # byte offset of `pending` in the file
-        newlines = 0  # LF bytes before `pending`
-        pending = b""
+        """The file as UTF-8 text in blocks cut after a newline, quotes PHP left single already doubled.
+
+        No record longer than `max_record_bytes` ever reaches the csv module: a line is never held longer than
+        that (reads are at most that long, and an unfinished line is checked as it grows), and a quoted field
+        spanning lines is measured as it goes. Either fails the file at once, so memory stays bounded.
+        """
+        limit = self.max_record_bytes
+        read_size = min(BLOCK_BYTES, limit)  # a line lying wholly inside one read is then never over the limit
+        offset = 0  # byte offset of the unfinished line in the file
+        newlines = 0  # LF bytes before the unfinished line
+        unfinished: list[bytes] = []  # pieces of the line not yet ended by a newline
+        unfinished_bytes = 0
         first = True
         while True:
-            data = self._file.read(BLOCK_BYTES)
+            data = self._file.read(read_size)
             if first:
                 first = False
                 if data.startswith(_BOM):
                     data, offset = data[len(_BOM):], len(_BOM)
             if data:
-                buffer = pending + data
-                cut = buffer.rfind(b"\n") + 1
-                if cut == 0:
-                    pending = buffer
+                end = data.rfind(b"\n") + 1
+                if end == 0:
+                    unfinished.append(data)
+                    unfinished_bytes += len(data)
+                    if unfinished_bytes > limit:
+                        raise self._too_long(newlines + 1, "a line")
                     continue
-                block, pending = buffer[:cut], buffer[cut:]
+                if unfinished_bytes + data.find(b"\n") > limit:
+                    raise self._too_long(newlines + 1, "a line")
+                unfinished.append(data[:end])
+                block = b"".join(unfinished)
+                unfinished = [data[end:]] if end < len(data) else []
+                unfinished_bytes = len(data) - end
             else:
-                block, pending = pending, b""
+                block = b"".join(unfinished)
+                unfinished = []
                 if not block:
                     return
             try:
@@ -141,11 +167,46 @@ class CsvTable:
                         "UTF-8 text",
                     )
                 ) from None
-            offset += len(block)
-            newlines += block.count(b"\n")
             if '\\"' in text:
                 text = _SINGLE_QUOTE_AFTER_BACKSLASH.sub(r'\\""', text)
+            if self._open_record is not None or '"' in text:
+                self._measure_quoted_records(text, newlines + 1)
+            offset += len(block)
+            newlines += block.count(b"\n")
             yield text
+
+    def _measure_quoted_records(self, text: str, first_line: int) -> None:
+        """Follow quoted fields across lines; DataError when one record grows past `max_record_bytes`.
+
+        Counted in characters of the decoded text, never more than its bytes (the line bound is in bytes).
+        `_open_record` is (start line, characters so far) of a record whose quoted field is still open.
+        Quotes PHP wrote single have been doubled already, so an odd count of `"` on a line opens or closes.
+        """
+        limit = self.max_record_bytes
+        open_record = self._open_record
+        for number, line in enumerate(text.split("\n"), start=first_line):
+            odd = line.count('"') % 2 == 1
+            if open_record is None:
+                if odd:
+                    open_record = (number, len(line) + 1)
+            else:
+                open_record = None if odd else (open_record[0], open_record[1] + len(line) + 1)
+                if open_record is not None and open_record[1] > limit:
+                    raise self._too_long(open_record[0], "a record", " (its quoted field spans lines: is a quote never closed?)")
+        self._open_record = open_record
+
+    def _too_long(self, line: int, what: str, hint: str = "") -> DataError:
+        limit = describe_bytes(self.max_record_bytes)
+        return DataError(
+            Issue(
+                self.name,
+                line,
+                "",
+                f"{what} longer than {limit}",
+                f"records of at most {limit}{hint}; the file was not read further "
+                "(ML_MAX_RECORD_MB raises the limit)",
+            )
+        )
 
     def _truncated(self, line: int) -> DataError:
         return DataError(

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from ml_service.data import schema
 from ml_service.data.csvio import BadRecord, CsvTable, RowChunk
+from ml_service.data.limits import InputLimits
 from ml_service.data.tenant import (
     ITEM_TYPES,
     DataError,
@@ -42,12 +43,13 @@ _DIGIT_WEIGHTS = {n: 10 ** np.arange(n - 1, -1, -1, dtype=np.int64) for n in ran
 def load_tenant(files: TenantFiles) -> TenantData:
     """Read user_data, item_data and user_interactions of one tenant; DataError when one of them is unusable."""
     report = LoadReport()
+    limits = files.limits
     with _collector_paused():
-        users = load_users(files.user_data, report)
-        items = load_items(files.item_data, report)
+        users = load_users(files.user_data, report, limits=limits)
+        items = load_items(files.item_data, report, limits=limits)
         user_index = _index_of(users.ids)
         item_index = _index_of(items.ids)
-        interactions = load_interactions(files.user_interactions, user_index, item_index, report)
+        interactions = load_interactions(files.user_interactions, user_index, item_index, report, limits=limits)
     return TenantData(files.tenant, users, items, interactions, report)
 
 
@@ -147,9 +149,9 @@ def _parts(table: CsvTable, findings: FileFindings) -> Iterator[RowChunk]:
 # ---------------------------------------------------------------- user_data
 
 
-def load_users(path: Path, report: LoadReport, name: str | None = None) -> Users:
+def load_users(path: Path, report: LoadReport, name: str | None = None, *, limits: InputLimits = InputLimits()) -> Users:
     """user_data in file order; empty user ids skip the row, a repeated user id fails the file."""
-    with CsvTable(path, name) as table:
+    with CsvTable(path, name, max_record_bytes=limits.max_record_bytes) as table:
         findings = FileFindings(report, table.name)
         if table.header is None:
             findings.finish()
@@ -177,7 +179,7 @@ def load_users(path: Path, report: LoadReport, name: str | None = None) -> Users
                         Issue(table.name, line, "user_id", user_id, f"unique user ids (already on line {seen})")
                     )
                 kept_rows.append((row, line))
-            _append_users(columns, kept_rows, layout, findings, shared)
+            _append_users(columns, kept_rows, layout, findings, shared, limits.max_list_entries)
         findings.finish()
     return Users(
         ids=columns["user_id"],
@@ -204,6 +206,7 @@ def _append_users(
     layout: schema.UserLayout,
     findings: FileFindings,
     shared: dict[str, dict[str, str]],
+    max_entries: int,
 ) -> None:
     n = len(rows)
     for column, at in layout.positions.items():
@@ -213,7 +216,8 @@ def _append_users(
             values: list = [[] for _ in range(n)] if column in schema.USER_LIST_COLUMNS else [""] * n
         elif column in schema.USER_LIST_COLUMNS:
             share = shared.setdefault(column, {}).setdefault
-            values = [[share(v, v) for v in schema.parse_list(row[at])] for row, _ in rows]
+            values = [[share(v, v) for v in schema.parse_list(row[at], max_entries)] for row, _ in rows]
+            _note_truncated(rows, at, column, max_entries, findings)
         elif column in _SHARED_TEXT:
             share = shared.setdefault(column, {}).setdefault
             values = [share(row[at], row[at]) for row, _ in rows]
@@ -225,30 +229,58 @@ def _append_users(
     if at is None:
         competencies.extend({} for _ in range(n))
         return
+    _note_truncated(rows, at, "competencies_scale", max_entries, findings)
     for row, line in rows:
         cell = row[at]
         if not cell:
             competencies.append({})
             continue
-        parsed, bad = schema.parse_competencies(cell)
+        parsed, bad = schema.parse_competencies(cell, max_entries)
         for entry in bad:
             findings.warn(line, "competencies_scale", entry, schema.EXPECT_COMPETENCY + " (entry ignored)", skip=False)
         competencies.append(parsed)
 
 
+def _note_truncated(
+    rows: list[tuple[list[str], int]], at: int, column: str, max_entries: int, findings: FileFindings
+) -> None:
+    """Warn (row kept) for each cell holding more than `max_entries` `|`-joined entries: only the first were read."""
+    for row, line in rows:
+        cell = row[at]
+        if len(cell) >= max_entries and schema.over_limit(cell, max_entries):
+            findings.report.truncated_cells += 1
+            findings.warn(
+                line,
+                column,
+                f"{cell.count(schema.LIST_SEPARATOR) + 1} entries",
+                f"at most {max_entries} entries per cell (ML_MAX_LIST_ENTRIES); the first {max_entries} were kept",
+                skip=False,
+            )
+
+
 # ---------------------------------------------------------------- item_data
 
 
-def load_items(path: Path, report: LoadReport, name: str | None = None) -> Items:
+def load_items(path: Path, report: LoadReport, name: str | None = None, *, limits: InputLimits = InputLimits()) -> Items:
     """item_data in file order; malformed ids, type columns or tag values skip the row, repeated ids fail the file."""
-    with CsvTable(path, name) as table:
+    with CsvTable(path, name, max_record_bytes=limits.max_record_bytes) as table:
         findings = FileFindings(report, table.name)
         if table.header is None:
             findings.finish()
             return Items.empty()
         header = table.header
-        layout = schema.item_layout(table.name, header)
+        layout = schema.item_layout(table.name, header, limits.max_tag_columns)
         findings.unknown_columns(layout.unknown)
+        if layout.ignored_tags:
+            report.ignored_tag_columns += len(layout.ignored_tags)
+            findings.warn(
+                1,
+                layout.ignored_tags[0],
+                f"{len(layout.tag_columns) + len(layout.ignored_tags)} topic_/tag_ columns",
+                f"at most {limits.max_tag_columns} (ML_MAX_TAG_COLUMNS); the {len(layout.ignored_tags)} columns from "
+                f"{layout.ignored_tags[0]!r} on were ignored",
+                skip=False,
+            )
         numeric = layout.types + layout.tag_columns
         numeric_names = [header[c] for c in numeric]
         cells = itemgetter(*numeric)
@@ -332,10 +364,16 @@ def _zero_one_matrix(joined_rows: list[str], width: int) -> tuple[np.ndarray, np
 
 
 def load_interactions(
-    path: Path, user_index: dict[str, int], item_index: dict[str, int], report: LoadReport, name: str | None = None
+    path: Path,
+    user_index: dict[str, int],
+    item_index: dict[str, int],
+    report: LoadReport,
+    name: str | None = None,
+    *,
+    limits: InputLimits = InputLimits(),
 ) -> Interactions:
     """Valid rows of known users and items, one per (user, item): the latest timestamp (then the later row) wins."""
-    with CsvTable(path, name) as table:
+    with CsvTable(path, name, max_record_bytes=limits.max_record_bytes) as table:
         findings = FileFindings(report, table.name)
         if table.header is None:
             findings.finish()

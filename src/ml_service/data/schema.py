@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ml_service.data.tenant import ITEM_TYPES, USER_LIST_COLUMNS, DataError, Issue, item_type_of
 
@@ -24,6 +24,7 @@ __all__ = [
     "item_layout",
     "item_type_of",
     "parse_competencies",
+    "over_limit",
     "parse_list",
     "user_layout",
 ]
@@ -123,13 +124,19 @@ class ItemLayout:
     tag_of_column: list[int]  # for each tag column, its index into tag_names (repeated names share one tag)
     document: int
     unknown: list[str]
+    ignored_tags: list[str] = field(default_factory=list)  # tag columns beyond the cap, in header order
 
 
-def item_layout(file: str, header: list[str]) -> ItemLayout:
-    """item_id, the five type columns, any number of topic_/tag_ columns and document; DataError if one is missing."""
+def item_layout(file: str, header: list[str], max_tag_columns: int | None = None) -> ItemLayout:
+    """item_id, the five type columns, any number of topic_/tag_ columns and document; DataError if one is missing.
+
+    With `max_tag_columns`, only the first that many topic_/tag_ columns (in header order) become tags; the
+    others are listed in `ignored_tags` and not read (each tag column is a feature column of every item).
+    """
     _missing(file, header, ITEM_REQUIRED, ",".join(ITEM_REQUIRED[:-1]) + ",<topic_/tag_ columns>,document")
     _duplicates(file, header, set(ITEM_REQUIRED))
-    tag_columns = [i for i, c in enumerate(header) if c.startswith(TAG_PREFIXES)]
+    all_tag_columns = [i for i, c in enumerate(header) if c.startswith(TAG_PREFIXES)]
+    tag_columns = all_tag_columns if max_tag_columns is None else all_tag_columns[:max_tag_columns]
     tag_names = list(dict.fromkeys(header[i] for i in tag_columns))
     tag_index = {name: j for j, name in enumerate(tag_names)}
     unknown = [c for c in header if c not in ITEM_REQUIRED and not c.startswith(TAG_PREFIXES)]
@@ -141,22 +148,38 @@ def item_layout(file: str, header: list[str]) -> ItemLayout:
         [tag_index[header[i]] for i in tag_columns],
         header.index("document"),
         unknown,
+        [header[i] for i in all_tag_columns[len(tag_columns):]],
     )
 
 
-def parse_list(cell: str) -> list[str]:
-    """A `|`-joined cell as its values; empty cell -> [], empty pieces (`a||b`) are dropped."""
+def parse_list(cell: str, limit: int | None = None) -> list[str]:
+    """A `|`-joined cell as its values; empty cell -> [], empty pieces (`a||b`) are dropped.
+
+    With `limit`, only the first `limit` pieces are split off and kept (see `over_limit`), so a cell of a
+    million entries costs no more than one of `limit`.
+    """
     if not cell:
         return []
-    values = cell.split(LIST_SEPARATOR)
+    if limit is None:
+        values = cell.split(LIST_SEPARATOR)
+    else:
+        values = cell.split(LIST_SEPARATOR, limit)[:limit]
     return values if "" not in values else [v for v in values if v]
 
 
-def parse_competencies(cell: str) -> tuple[dict[str, float], list[str]]:
-    """`id:proficiency|...` -> ({id: proficiency}, malformed entries); empty proficiency = 0, repeats keep the max."""
+def over_limit(cell: str, limit: int) -> bool:
+    """True when `parse_list(cell, limit)` dropped pieces: the cell has more than `limit` of them."""
+    return cell.count(LIST_SEPARATOR) >= limit
+
+
+def parse_competencies(cell: str, limit: int | None = None) -> tuple[dict[str, float], list[str]]:
+    """`id:proficiency|...` -> ({id: proficiency}, malformed entries); empty proficiency = 0, repeats keep the max.
+
+    With `limit`, only the first `limit` entries are read (as in `parse_list`).
+    """
     result: dict[str, float] = {}
     bad: list[str] = []
-    for entry in parse_list(cell):
+    for entry in parse_list(cell, limit):
         competency, colon, level = entry.partition(COMPETENCY_SEPARATOR)
         if not colon or not competency:
             bad.append(entry)

@@ -69,6 +69,8 @@ class LoadReport:
     dropped_unknown_user: int = 0  # interactions naming a user absent from user_data
     dropped_unknown_item: int = 0  # interactions naming an item absent from item_data
     duplicates_collapsed: int = 0  # (user, item) rows merged into the latest one
+    truncated_cells: int = 0  # `|`-joined cells cut to ML_MAX_LIST_ENTRIES entries
+    ignored_tag_columns: int = 0  # topic_/tag_ columns beyond ML_MAX_TAG_COLUMNS
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -79,6 +81,8 @@ class LoadReport:
             "dropped_unknown_user": self.dropped_unknown_user,
             "dropped_unknown_item": self.dropped_unknown_item,
             "duplicates_collapsed": self.duplicates_collapsed,
+            "truncated_cells": self.truncated_cells,
+            "ignored_tag_columns": self.ignored_tag_columns,
         }
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ml_service.data.limits import InputLimits
+
 EXPORTS = ("user_interactions", "user_data", "item_data")  # per-tenant download order (spec §4.1)
 TENANTS_FILE = "tenants.csv"
 COMPLETED_FLAG = "export_completed"
@@ -24,6 +26,7 @@ class TenantFiles:
     user_interactions: Path
     user_data: Path
     item_data: Path
+    limits: InputLimits = InputLimits()  # how much of them parsing may take in (record size, list entries, tags)
 
 
 @dataclass
@@ -34,6 +37,7 @@ class ExportSnapshot:
     tenants: list[str]
     failed: dict[str, str] = field(default_factory=dict)  # tenant -> why its files could not be fetched
     temporary: bool = False  # True when `root` is a staging folder to delete after use
+    limits: InputLimits = field(default_factory=InputLimits)
 
     def files(self, tenant: str) -> TenantFiles:
         return TenantFiles(
@@ -41,6 +45,7 @@ class ExportSnapshot:
             self.root / f"user_interactions_{tenant}.csv",
             self.root / f"user_data_{tenant}.csv",
             self.root / f"item_data_{tenant}.csv",
+            self.limits,
         )
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ml_service.data.limits import InputLimits, describe_bytes
 from ml_service.data.tenant import DataError
 from ml_service.source.base import COMPLETED_FLAG, EXPORTS, TENANTS_FILE, ExportSnapshot, SourceError
 from ml_service.source.tenants import DEFAULT_TENANTS, parse_tenants
@@ -16,9 +17,10 @@ class FolderSource:
     older exports and hand-made folders often lack tenants.csv, and tenant 0 always exists.
     """
 
-    def __init__(self, path: Path, *, force: bool = False):
+    def __init__(self, path: Path, *, force: bool = False, limits: InputLimits = InputLimits()):
         self.path = Path(path)
         self.force = force
+        self.limits = limits
         self.description = f"export folder {self.path}"
 
     def fetch(self) -> ExportSnapshot:
@@ -34,7 +36,24 @@ class FolderSource:
             missing = [f"{export}_{tenant}.csv" for export in EXPORTS if not (root / f"{export}_{tenant}.csv").is_file()]
             if missing:
                 failed[tenant] = f"missing in {root}: {', '.join(missing)}"
-        return ExportSnapshot(root=root, tenants=tenants, failed=failed, temporary=False)
+                continue
+            too_big = self._too_big(root, tenant)
+            if too_big:
+                failed[tenant] = too_big
+        return ExportSnapshot(root=root, tenants=tenants, failed=failed, temporary=False, limits=self.limits)
+
+    def _too_big(self, root: Path, tenant: str) -> str | None:
+        """Why one of the tenant's files is over ML_MAX_EXPORT_MB, or None (the same limit as for downloads)."""
+        limit = self.limits.max_export_bytes
+        for export in EXPORTS:
+            path = root / f"{export}_{tenant}.csv"
+            size = path.stat().st_size
+            if size > limit:
+                return (
+                    f"{path} is {size} bytes, over the limit of {describe_bytes(limit)} per export file "
+                    "(ML_MAX_EXPORT_MB raises it); the tenant was not read"
+                )
+        return None
 
     def _export_root(self) -> Path:
         if not self.path.is_dir():
@@ -51,15 +70,14 @@ class FolderSource:
             f"item_data_0.csv) in that folder or in its data/ subfolder (Totara writes <dataroot>/recommender/data/data/)."
         )
 
-    @staticmethod
-    def _tenants(root: Path) -> list[str]:
+    def _tenants(self, root: Path) -> list[str]:
         tenants_file = root / TENANTS_FILE
         if not tenants_file.is_file():
             if _has_tenant_zero_files(root):
                 return list(DEFAULT_TENANTS)
             raise SourceError(f"{tenants_file} is missing and the folder has no tenant 0 files (*_0.csv).")
         try:
-            return parse_tenants(tenants_file)
+            return parse_tenants(tenants_file, self.limits.max_record_bytes)
         except DataError as exc:
             raise SourceError(f"{tenants_file} cannot be used: {exc}") from exc
         except OSError as exc:

@@ -6,6 +6,7 @@ import csv
 import re
 from pathlib import Path
 
+from ml_service.data.limits import InputLimits, describe_bytes
 from ml_service.data.tenant import DataError, Issue
 from ml_service.source.base import TENANTS_FILE
 
@@ -14,14 +15,20 @@ DEFAULT_TENANTS = ["0"]  # what an empty file, or Totara's 204 when multitenancy
 _TENANT_ID = re.compile(r"0|[1-9][0-9]*")
 
 
-def parse_tenants(path: Path) -> list[str]:
+def parse_tenants(path: Path, max_bytes: int = InputLimits.max_record_bytes) -> list[str]:
     """Tenant ids of a tenants.csv, duplicates dropped (first kept); zero-byte or header-only means ["0"].
 
     Raises DataError (file, line, column, value, expected) on a wrong header or an id that is not a
     non-negative integer written without leading zeros (the id becomes part of file names, so `03` and `3`
-    must not both be accepted).
+    must not both be accepted). The file is read whole, so one larger than `max_bytes` (ML_MAX_RECORD_MB: a
+    list of ids is never near it) is refused unread.
     """
     name = path.name or TENANTS_FILE
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DataError(
+            Issue(name, 0, "", f"{size} bytes", f"a list of tenant ids of at most {describe_bytes(max_bytes)} (ML_MAX_RECORD_MB)")
+        )
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:

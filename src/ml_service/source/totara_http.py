@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -17,9 +15,13 @@ import httpx
 
 from ml_service.auth import signed_headers
 from ml_service.config import Settings
+from ml_service.data.limits import InputLimits, describe_bytes
 from ml_service.data.tenant import DataError
 from ml_service.source.base import EXPORTS, TENANTS_FILE, ExportSnapshot, SourceError
+from ml_service.source.deadline import TransferDeadline
+from ml_service.source.staging import staging_prefix, sweep_stale_staging
 from ml_service.source.tenants import parse_tenants
+from ml_service.source.tls import TLS_ADVICE, is_tls_failure, totara_verify
 
 log = logging.getLogger("ml_service.source")
 
@@ -47,6 +49,7 @@ class TotaraHttpSource:
 
     def __init__(self, settings: Settings, staging_root: Path, *, sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
+        self.limits = InputLimits.from_settings(settings)
         self.staging_root = Path(staging_root)
         self._sleep = sleep
         self.description = f"Totara at {settings.totara_url}"
@@ -58,6 +61,7 @@ class TotaraHttpSource:
             raise SourceError(f"ML_TOTARA_URL={base!r} is invalid: it must start with http:// or https://; nothing was requested.")
         if not self.settings.totara_key:
             raise SourceError("ML_TOTARA_KEY is empty: Totara refuses unsigned downloads; set it to $CFG->ml_service_key.")
+        sweep_stale_staging(self.staging_root)
         staging = self._new_staging_folder()
         try:
             with self._client() as client:
@@ -75,7 +79,7 @@ class TotaraHttpSource:
         if isinstance(outcome, _NoContent):
             tenants_path.write_text("tenants\n0\n", encoding="utf-8")  # multitenancy off (spec §4.1)
         try:
-            tenants = parse_tenants(tenants_path)
+            tenants = parse_tenants(tenants_path, self.limits.max_record_bytes)
         except DataError as exc:
             raise SourceError(f"{TENANTS_FILE} from {export_url(base, TENANTS_FILE)} cannot be used: {exc}") from exc
 
@@ -98,19 +102,21 @@ class TotaraHttpSource:
                     failed[tenant] = str(exc)
                     log.warning("tenant %s skipped: %s", tenant, exc)
                     break
-        return ExportSnapshot(root=staging, tenants=tenants, failed=failed, temporary=True)
+        return ExportSnapshot(root=staging, tenants=tenants, failed=failed, temporary=True, limits=self.limits)
 
     def _client(self) -> httpx.Client:
         s = self.settings
         timeout = httpx.Timeout(connect=s.connect_timeout_s, read=s.read_timeout_s, write=s.read_timeout_s, pool=s.connect_timeout_s)
-        # TLS is not verified, as the reference does: Totara sites often use internal or self-signed certificates.
-        return httpx.Client(verify=False, timeout=timeout, follow_redirects=False)
+        # TLS is verified only with ML_TOTARA_VERIFY_TLS=1: the reference never verifies, and Totara sites often
+        # use internal or self-signed certificates (ML_TOTARA_CA_BUNDLE names their CA).
+        # One connection per file (no keep-alive): the download deadline shuts the socket of its own transfer only.
+        return httpx.Client(verify=totara_verify(s), timeout=timeout, follow_redirects=False,
+                            limits=httpx.Limits(max_keepalive_connections=0))
 
     def _new_staging_folder(self) -> Path:
         try:
             self.staging_root.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-            return Path(tempfile.mkdtemp(prefix=f"{stamp}-{os.getpid()}-", dir=self.staging_root))
+            return Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=self.staging_root))
         except OSError as exc:
             raise SourceError(f"The staging folder cannot be created in {self.staging_root}: {exc.strerror or exc}") from exc
 
@@ -119,28 +125,25 @@ class TotaraHttpSource:
         retries = self.settings.download_retries
         for attempt in range(retries + 1):
             headers = signed_headers(self.settings.totara_key, lower=True)  # fresh time and token every attempt
+            started = time.monotonic()
+            deadline = TransferDeadline(self.limits.download_deadline_s)
             try:
-                with client.stream("GET", url, headers=headers) as response:
-                    log.info("GET %s -> %d (attempt %d of %d)", url, response.status_code, attempt + 1, retries + 1)
-                    if response.status_code == 200:
-                        return self._save(response, url, dest)
-                    if response.status_code == 204:
-                        return _NoContent()
-                    if response.status_code != 202:
-                        raise _Failure(_status_message(url, response.status_code))
-            except httpx.ConnectTimeout:
-                raise _Failure(f"GET {url}: no connection within {self.settings.connect_timeout_s:g} s (ML_CONNECT_TIMEOUT): check the URL and the network.") from None
-            except httpx.ConnectError as exc:
-                raise _Failure(f"GET {url}: cannot connect ({exc}): check ML_TOTARA_URL and that Totara is reachable from this machine.") from None
-            except httpx.ReadTimeout:
-                dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                raise _Failure(f"GET {url}: Totara sent nothing for {self.settings.read_timeout_s:g} s (ML_READ_TIMEOUT): the download was abandoned.") from None
-            except httpx.RemoteProtocolError as exc:
-                dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                raise _Failure(f"GET {url}: the body was cut short, the connection closed before the whole file arrived ({exc}).") from None
+                with deadline, client.stream("GET", url, headers=headers, extensions={"trace": deadline.trace}) as response:
+                    try:
+                        log.info("GET %s -> %d (attempt %d of %d)", url, response.status_code, attempt + 1, retries + 1)
+                        if response.status_code == 200:
+                            return self._save(response, url, dest, started)
+                        if response.status_code == 204:
+                            return _NoContent()
+                        if response.status_code != 202:
+                            raise _Failure(_status_message(url, response.status_code))
+                    finally:
+                        deadline.cancel()  # before the connection closes: the timer must never touch a reused socket
             except httpx.HTTPError as exc:
                 dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                raise _Failure(f"GET {url}: the transfer failed ({type(exc).__name__}: {exc}).") from None
+                if deadline.expired:
+                    raise _Failure(self._deadline_message(url)) from None
+                raise self._transfer_failure(url, exc) from None
             if attempt < retries:
                 self._sleep(self.settings.download_retry_wait_s)
         raise _Failure(
@@ -148,14 +151,55 @@ class TotaraHttpSource:
             "Totara has no finished export yet; run export_data.php (or wait for the export task) and try again."
         )
 
-    def _save(self, response: httpx.Response, url: str, dest: Path) -> Path:
-        """Stream the body to `dest.part`, check it is complete, then rename it to `dest`."""
+    def _transfer_failure(self, url: str, exc: httpx.HTTPError) -> _Failure:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return _Failure(f"GET {url}: no connection within {self.settings.connect_timeout_s:g} s (ML_CONNECT_TIMEOUT): check the URL and the network.")
+        if isinstance(exc, httpx.ConnectError):
+            if is_tls_failure(exc):
+                return _Failure(f"GET {url}: Totara's TLS certificate was refused ({exc}): {TLS_ADVICE}")
+            return _Failure(f"GET {url}: cannot connect ({exc}): check ML_TOTARA_URL and that Totara is reachable from this machine.")
+        if isinstance(exc, httpx.ReadTimeout):
+            return _Failure(f"GET {url}: Totara sent nothing for {self.settings.read_timeout_s:g} s (ML_READ_TIMEOUT): the download was abandoned.")
+        if isinstance(exc, httpx.RemoteProtocolError):
+            return _Failure(f"GET {url}: the body was cut short, the connection closed before the whole file arrived ({exc}).")
+        return _Failure(f"GET {url}: the transfer failed ({type(exc).__name__}: {exc}).")
+
+    def _deadline_message(self, url: str, received: int | None = None) -> str:
+        got = "" if received is None else f" with {received} bytes received"
+        return (
+            f"GET {url}: the download took longer than {self.limits.download_deadline_s:g} s (ML_DOWNLOAD_DEADLINE){got}; "
+            "the download was abandoned."
+        )
+
+    def _save(self, response: httpx.Response, url: str, dest: Path, started: float) -> Path:
+        """Stream the body to `dest.part`, check it is complete, then rename it to `dest`.
+
+        The body may not exceed ML_MAX_EXPORT_MB (checked against Content-Length before reading, then as it
+        arrives) nor take longer than ML_DOWNLOAD_DEADLINE from the request (checked on each piece as it comes;
+        a stalled read is ended by the TransferDeadline's timer).
+        """
         part = dest.with_name(dest.name + ".part")
+        max_bytes = self.limits.max_export_bytes
+        deadline_s = self.limits.download_deadline_s
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise _Failure(
+                f"GET {url}: Totara announced {declared} bytes, over the limit of {describe_bytes(max_bytes)} per "
+                "export file (ML_MAX_EXPORT_MB raises it); nothing was downloaded."
+            )
+        received = 0
         try:
             with open(part, "wb") as out:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
+                for chunk in response.iter_bytes():  # no chunk size: each piece as it arrives, however small
+                    received += len(chunk)
+                    if received > max_bytes:
+                        raise _Failure(
+                            f"GET {url}: the body passed the limit of {describe_bytes(max_bytes)} per export file "
+                            f"(ML_MAX_EXPORT_MB raises it; announced size: {declared or 'none'}); the download was abandoned."
+                        )
+                    if time.monotonic() - started > deadline_s:
+                        raise _Failure(self._deadline_message(url, received))
                     out.write(chunk)
-            declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and response.num_bytes_downloaded < int(declared):
                 raise _Failure(f"GET {url}: the body was cut short ({response.num_bytes_downloaded} of {declared} bytes).")
             part.replace(dest)
