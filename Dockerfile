@@ -4,7 +4,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ && rm -
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --prefer-binary --wheel-dir /wheels .
 
 FROM python:3.12-slim
 ENV TZ=Pacific/Auckland \
