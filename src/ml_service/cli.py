@@ -109,6 +109,10 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     settings = Settings.from_env(require_totara=not from_folder)
     if source_arg and not from_folder:
         settings = settings.with_(totara_url=source_arg)
+    if ns.scheduled:
+        from ml_service.scheduler import die_with_parent
+
+        die_with_parent()
     settings.ensure_dirs()
     configure_logging(settings.logs_dir, console=not ns.scheduled)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
