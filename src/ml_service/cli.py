@@ -124,7 +124,12 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         print(f"Training failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     print(format_summary(result.tenants))
-    return EXIT_OK if result.ok else EXIT_FAILED
+    trained = {r.tenant for r in result.tenants}
+    absent = [t for t in dict.fromkeys(ns.tenant or []) if t not in trained]
+    for tenant in absent:
+        where = source_arg or settings.totara_url
+        print(f"Tenant {tenant!r} is not in the export ({where}): nothing was trained for it", file=sys.stderr)
+    return EXIT_OK if result.ok and not absent else EXIT_FAILED
 
 
 def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:
