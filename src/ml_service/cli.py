@@ -60,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the service on the bundled sample export, no Totara needed")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="listen address; 0.0.0.0 to be reachable from other hosts")
     p.add_argument("--workdir", type=Path, default=Path("data/demo"))
     p.add_argument("--export-dir", type=Path, help="serve this export folder instead of the bundled sample")
     p.add_argument("--no-serve", action="store_true", help="train, print the example calls and exit")
@@ -261,7 +262,8 @@ def _cmd_simulate(ns: argparse.Namespace) -> int:
 def _cmd_demo(ns: argparse.Namespace) -> int:
     from ml_service.demo.run import run_demo
 
-    return run_demo(port=ns.port, workdir=ns.workdir, export_dir=ns.export_dir, serve_after=not ns.no_serve)
+    return run_demo(port=ns.port, workdir=ns.workdir, export_dir=ns.export_dir, serve_after=not ns.no_serve,
+                    host=ns.host)
 
 
 if __name__ == "__main__":
