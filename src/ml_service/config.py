@@ -62,7 +62,7 @@ class Settings:
     min_users: int = 10
     min_items: int = 10
     # Deadline of one scheduled training child in minutes (0 = none); see README for how the default was chosen.
-    train_timeout_minutes: float = 240.0
+    train_timeout_minutes: float = 180.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -121,7 +121,7 @@ class Settings:
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
             identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),
             validation_protocol=validation,
-            train_timeout_minutes=_parse_number(env, "ML_TRAIN_TIMEOUT", 240.0, minimum=0.0, kind=float),
+            train_timeout_minutes=_parse_number(env, "ML_TRAIN_TIMEOUT", 180.0, minimum=0.0, kind=float),
         )
 
     def with_(self, **changes: object) -> "Settings":
