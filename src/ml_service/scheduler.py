@@ -1,4 +1,5 @@
-"""Retraining on a timer: first run at start when no model exists, then every ML_RECOMMENDATION_RETRAIN_FREQ minutes."""
+"""Retraining on a timer (first run at start without a model, then every ML_RECOMMENDATION_RETRAIN_FREQ minutes),
+in a child process group with a deadline (ML_TRAIN_TIMEOUT), and a state file other processes can trust."""
 
 from __future__ import annotations
 
