@@ -181,19 +181,41 @@ def test_serve_kills_a_training_child_at_ml_train_timeout_and_on_sigterm(tmp_pat
             _stop(proc)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
-def test_kill_9_of_serve_takes_its_training_child_along_and_the_state_is_not_believed(tmp_path: Path) -> None:
-    with _hung_totara() as totara:
-        proc, _ = _start_serve(tmp_path, {"ML_TOTARA_URL": totara, "ML_TRAIN_TIMEOUT": "0"})
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
         try:
+            if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux-only")
+def test_kill_9_of_serve_takes_its_training_child_along_and_no_worker_reports_a_dead_run(tmp_path: Path) -> None:
+    with _hung_totara() as totara:
+        proc, base = _start_serve(tmp_path, {"ML_TOTARA_URL": totara, "ML_TRAIN_TIMEOUT": "0", "ML_WORKERS": "2"})
+        orphans: list[int] = []
+        try:
+            _wait(lambda: httpx.get(base + "/", timeout=1).status_code == 200, 60, "the server to listen")
             _wait(lambda: _state(tmp_path).get("child_pid"), 60, "the training child")
             child = _state(tmp_path)["child_pid"]
-            view = SchedulerView(tmp_path / "models" / "recommender" / "scheduler.json")
-            assert view.running
+
+            def training_running() -> bool:
+                health = httpx.get(base + "/health-check", headers=signed_headers(KEY), timeout=10).json()
+                return health["service"]["training_running"]
+
+            assert training_running()
+            orphans = [pid for pid in _children(proc.pid) if pid != child]  # the workers outlive a kill -9
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
             _wait(lambda: process_start_time(child) is None, 30, "the orphaned child to die")
             assert _state(tmp_path)["running"] is True  # the file still says so ...
-            assert not view.running  # ... but nobody believes it
+            assert not SchedulerView(tmp_path / "models" / "recommender" / "scheduler.json").running  # ... but
+            assert training_running() is False  # a surviving worker does not believe it
         finally:
             _stop(proc)
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
