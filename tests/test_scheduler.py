@@ -152,6 +152,8 @@ def test_a_run_past_ml_train_timeout_is_killed_with_its_children_and_the_next_ti
     rows = read_summary(summary)
     assert rows[0]["TENANT_ID"] == "all" and rows[0]["MSG"] == timeout_message(0.02)
     assert "ML_TRAIN_TIMEOUT (0.02 minutes)" in rows[0]["MSG"]
+    run = json.loads((tmp_path / "logs" / "training.jsonl").read_text().splitlines()[0])
+    assert run["event"] == "run" and run["ok"] is False and run["exit_code"] == EXIT_TIMED_OUT
     assert sched.last_exit == 0 and not SchedulerView(tmp_path / "scheduler.json").running
 
 

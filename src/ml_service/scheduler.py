@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ml_service.config import Settings
-from ml_service.training.logs import SummaryRow, append_summary, summary_timestamp
+from ml_service.training.logs import SummaryRow, append_jsonl, append_summary, summary_timestamp
 
 log = logging.getLogger("ml_service.scheduler")
 SCHEDULER_PID_ENV = "ML_SCHEDULER_PID"
@@ -262,6 +262,8 @@ class TrainingRunner:
         if msg:
             append_summary(self.settings.train_summary_log,
                            [SummaryRow(summary_timestamp(), self.settings.algorithm, "all", msg)])
+            append_jsonl(self.settings.training_jsonl,
+                         {"event": "run", "ok": False, "error": msg, "exit_code": code, "at": time.time()})
         log.info("training run finished with exit code %d", code)
         return code
 
