@@ -1,10 +1,11 @@
 # ML Service container: `docker run -p 5000:5000 -e ML_TOTARA_URL=... -e ML_TOTARA_KEY=... -v /path/to/data:/etc/ml/data ml_service`
+# It starts as root only to prepare the mounted data folder (deploy/docker-entrypoint.sh), then runs as user `ml`.
 FROM python:3.12-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --prefer-binary --wheel-dir /wheels .
 
 FROM python:3.12-slim
 ENV TZ=Pacific/Auckland \
@@ -14,11 +15,11 @@ ENV TZ=Pacific/Auckland \
     ML_BIND=0.0.0.0:5000 \
     PYTHONUNBUFFERED=1
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels && useradd --system --home /etc/ml ml
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels && useradd --system --user-group --home /etc/ml ml
 WORKDIR /etc/ml
 COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
-RUN mkdir -p /etc/ml/data && chown -R ml /etc/ml
-USER ml
+RUN chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /etc/ml/data && chown -R ml:ml /etc/ml
+ENV ML_USER=ml ML_DATA_DIR=/etc/ml/data
 EXPOSE 5000
 HEALTHCHECK --interval=60s --timeout=5s CMD python -c "import socket; socket.create_connection(('127.0.0.1', 5000), 2)"
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]

@@ -11,5 +11,5 @@ if not exist "%ML_MODELS_DIR%" mkdir "%ML_MODELS_DIR%"
 if not exist "%ML_LOGS_DIR%" mkdir "%ML_LOGS_DIR%"
 if not exist .venv\Scripts\python.exe %PYTHON_EXEC% -m venv .venv
 .venv\Scripts\python -m pip install --quiet --upgrade pip
-.venv\Scripts\python -m pip install --quiet . || exit /b 1
+.venv\Scripts\python -m pip install --quiet --prefer-binary . || exit /b 1
 echo Installed. Start with start.cmd (or start.cmd --demo).

@@ -18,5 +18,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON_EXEC" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet .
+# --prefer-binary: take a wheel where one exists (lightfm-next 1.19 has no cp311 wheel and compiles for minutes).
+.venv/bin/python -m pip install --quiet --prefer-binary .
 echo "Installed. Start with ./start.sh (or ./start.sh --demo to try it on sample data)."

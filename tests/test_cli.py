@@ -45,6 +45,15 @@ def test_train_exits_non_zero_when_a_tenant_fails(env: dict[str, str], tmp_path:
     assert "tenant 2: Invalid export data: user_interactions_2.csv" in done.stdout
 
 
+def test_train_a_tenant_that_is_not_in_the_export_exits_non_zero_naming_it(env: dict[str, str]) -> None:
+    done = _run(["train", "--source", str(SAMPLE_DIR), "--algorithm", "popular", "--tenant", "1", "--tenant", "7"], env)
+    assert done.returncode == 1
+    assert f"Tenant '7' is not in the export ({SAMPLE_DIR}): nothing was trained for it" in done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["1"]  # the tenant that exists was trained
+    alone = _run(["train", "--source", str(SAMPLE_DIR), "--algorithm", "popular", "--tenant", "7"], env)
+    assert alone.returncode == 1 and "Tenant '7' is not in the export" in alone.stderr
+
+
 @pytest.mark.parametrize("missing", ["ML_TOTARA_URL", "ML_TOTARA_KEY"])
 def test_serve_refuses_to_start_without_totara_settings(env: dict[str, str], missing: str) -> None:
     env = {**env, "ML_TOTARA_URL": "https://totara.example", "ML_TOTARA_KEY": "k"}

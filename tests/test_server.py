@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import pytest
 from ml_service.auth import signed_headers
 from ml_service.demo.run import SAMPLE_DIR
 from ml_service.demo.simulator import TotaraSimulator
+from ml_service.scheduler import STOPPED_MSG, SchedulerView, process_start_time
 from ml_service.training.logs import DOWNLOAD_FAILED_MSG, read_summary
 
 KEY = "server-test-key"
@@ -128,3 +131,101 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
     assert out.strip() == "True"
+# --- the training child's deadline and its end with the service (real `ml-service serve`, real children) ---
+
+
+@contextlib.contextmanager
+def _hung_totara() -> Iterator[str]:
+    """A Totara that accepts connections and never answers: the training child hangs in its download."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def _start_serve(tmp_path: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
+    env.update({"ML_TOTARA_KEY": KEY, "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"),
+                "ML_BIND": f"127.0.0.1:{port}", "ML_NUM_THREADS": "1", "ML_READ_TIMEOUT": "600"})
+    env.update(env_extra)
+    out = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve"], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    out.close()
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _state(tmp_path: Path) -> dict:
+    try:
+        return json.loads((tmp_path / "models" / "recommender" / "scheduler.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+
+
+def test_serve_kills_a_training_child_at_ml_train_timeout_and_on_sigterm(tmp_path: Path) -> None:
+    with _hung_totara() as totara:
+        # 0.05 minutes = 3 s deadline; 0.01 minutes between runs, so a new child starts right after each kill
+        proc, _ = _start_serve(tmp_path, {"ML_TOTARA_URL": totara, "ML_TRAIN_TIMEOUT": "0.05",
+                                          "ML_RECOMMENDATION_RETRAIN_FREQ": "0.01"})
+        try:
+            summary = tmp_path / "logs" / "train_summary.log"
+            _wait(lambda: _state(tmp_path).get("child_pid"), 60, "the first training child")
+            first = _state(tmp_path)["child_pid"]
+            _wait(lambda: any("ML_TRAIN_TIMEOUT" in r["MSG"] for r in read_summary(summary)), 60, "the timeout row")
+            assert process_start_time(first) is None
+            _wait(lambda: _state(tmp_path).get("child_pid") not in (None, first), 60, "the next run's child")
+            second = _state(tmp_path)["child_pid"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+            assert process_start_time(second) is None  # the service took its child down with it
+            assert read_summary(summary)[-1]["MSG"] == STOPPED_MSG
+            assert not SchedulerView(tmp_path / "models" / "recommender" / "scheduler.json").running
+        finally:
+            _stop(proc)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux-only")
+def test_kill_9_of_serve_takes_its_training_child_along_and_no_worker_reports_a_dead_run(tmp_path: Path) -> None:
+    with _hung_totara() as totara:
+        proc, base = _start_serve(tmp_path, {"ML_TOTARA_URL": totara, "ML_TRAIN_TIMEOUT": "0", "ML_WORKERS": "2"})
+        orphans: list[int] = []
+        try:
+            _wait(lambda: httpx.get(base + "/", timeout=1).status_code == 200, 60, "the server to listen")
+            _wait(lambda: _state(tmp_path).get("child_pid"), 60, "the training child")
+            child = _state(tmp_path)["child_pid"]
+
+            def training_running() -> bool:
+                health = httpx.get(base + "/health-check", headers=signed_headers(KEY), timeout=10).json()
+                return health["service"]["training_running"]
+
+            assert training_running()
+            orphans = [pid for pid in _children(proc.pid) if pid != child]  # the workers outlive a kill -9
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            _wait(lambda: process_start_time(child) is None, 30, "the orphaned child to die")
+            assert _state(tmp_path)["running"] is True  # the file still says so ...
+            assert not SchedulerView(tmp_path / "models" / "recommender" / "scheduler.json").running  # ... but
+            assert training_running() is False  # a surviving worker does not believe it
+        finally:
+            _stop(proc)
+            for pid in orphans:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

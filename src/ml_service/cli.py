@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the service on the bundled sample export, no Totara needed")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="listen address; 0.0.0.0 to be reachable from other hosts")
     p.add_argument("--workdir", type=Path, default=Path("data/demo"))
     p.add_argument("--export-dir", type=Path, help="serve this export folder instead of the bundled sample")
     p.add_argument("--no-serve", action="store_true", help="train, print the example calls and exit")
@@ -110,6 +111,10 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     settings = Settings.from_env(require_totara=not from_folder)
     if source_arg and not from_folder:
         settings = settings.with_(totara_url=source_arg)
+    if ns.scheduled:
+        from ml_service.scheduler import die_with_parent
+
+        die_with_parent()
     settings.ensure_dirs()
     configure_logging(settings.logs_dir, console=not ns.scheduled)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
@@ -131,7 +136,12 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         print(f"Training failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     print(format_summary(result.tenants))
-    return EXIT_OK if result.ok else EXIT_FAILED
+    trained = {r.tenant for r in result.tenants}
+    absent = [t for t in dict.fromkeys(ns.tenant or []) if t not in trained]
+    for tenant in absent:
+        where = source_arg or settings.totara_url
+        print(f"Tenant {tenant!r} is not in the export ({where}): nothing was trained for it", file=sys.stderr)
+    return EXIT_OK if result.ok and not absent else EXIT_FAILED
 
 
 def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:
@@ -265,7 +275,8 @@ def _cmd_simulate(ns: argparse.Namespace) -> int:
 def _cmd_demo(ns: argparse.Namespace) -> int:
     from ml_service.demo.run import run_demo
 
-    return run_demo(port=ns.port, workdir=ns.workdir, export_dir=ns.export_dir, serve_after=not ns.no_serve)
+    return run_demo(port=ns.port, workdir=ns.workdir, export_dir=ns.export_dir, serve_after=not ns.no_serve,
+                    host=ns.host)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,8 @@ class Settings:
     # TLS towards Totara (downloads and the health-check probe): off by default, as the reference.
     totara_verify_tls: bool = False
     totara_ca_bundle: Path | None = None
+    # Deadline of one scheduled training child in minutes (0 = none); see README for how the default was chosen.
+    train_timeout_minutes: float = 180.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -152,6 +154,7 @@ class Settings:
             download_deadline_s=_parse_number(env, "ML_DOWNLOAD_DEADLINE", cls.download_deadline_s, minimum=1.0, kind=float),
             totara_verify_tls=verify_tls,
             totara_ca_bundle=ca_bundle,
+            train_timeout_minutes=_parse_number(env, "ML_TRAIN_TIMEOUT", 180.0, minimum=0.0, kind=float),
         )
 
     def with_(self, **changes: object) -> "Settings":

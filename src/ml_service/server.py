@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from typing import Any
 
 import uvicorn
 
 from ml_service.config import BindAddress, Settings
-from ml_service.scheduler import Scheduler, SchedulerView, scheduler_state_path, train_in_subprocess
+from ml_service.scheduler import Scheduler, SchedulerView, TrainingRunner, scheduler_state_path
 
 log = logging.getLogger("ml_service.server")
 APP_FACTORY = "ml_service.server:app_from_env"
@@ -88,23 +90,25 @@ def open_sockets(addresses: tuple[BindAddress, ...]) -> list[socket.socket]:
     return sockets
 
 
+class ServiceStopped(BaseException):
+    """SIGTERM arrived: unwind `serve` so its clean-up (ending the training child) runs."""
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise ServiceStopped()
+
+
 def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
-    """Run the HTTP service in the foreground until SIGINT/SIGTERM (what start.sh, Docker and systemd call)."""
+    """Run the HTTP service in the foreground until SIGINT/SIGTERM (what start.sh, Docker and systemd call).
+
+    On either signal the running training child and its process group are ended before this returns.
+    """
     from ml_service.logs import configure_logging
     from ml_service.store import ModelStore
 
     settings.ensure_dirs()
     configure_logging(settings.logs_dir)  # the scheduler logs from this (supervisor) process
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
-    scheduler: Scheduler | None = None
-    if with_scheduler:
-        scheduler = Scheduler(
-            settings.retrain_freq_minutes * 60.0,
-            run_once=lambda: train_in_subprocess(settings),
-            has_model=lambda: bool(store.tenants()) and any(store.current_version(t) for t in store.tenants()),
-            state_path=scheduler_state_path(settings),
-        )
-        scheduler.start()
     sockets = open_sockets(settings.bind)
     config = uvicorn.Config(
         APP_FACTORY,
@@ -117,16 +121,37 @@ def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
         reload=False,
     )
     server = uvicorn.Server(config)
-    print("ML Service listening on " + ", ".join(f"http://{a}" for a in settings.bind), flush=True)
+    scheduler: Scheduler | None = None
+    # uvicorn restores this handler after its graceful shutdown and raises SIGTERM again: by default that would
+    # end the process at once, skipping the `finally` below and orphaning a training child.
+    previous_term = None
+    if threading.current_thread() is threading.main_thread():
+        previous_term = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
+        if with_scheduler:
+            runner = TrainingRunner(settings)
+            scheduler = Scheduler(
+                settings.retrain_freq_minutes * 60.0,
+                run_once=runner.run,
+                has_model=lambda: bool(store.tenants()) and any(store.current_version(t) for t in store.tenants()),
+                state_path=scheduler_state_path(settings),
+                cancel=runner.stop,
+            )
+            runner.on_child = scheduler.child_started
+            scheduler.start()
+        print("ML Service listening on " + ", ".join(f"http://{a}" for a in settings.bind), flush=True)
         if settings.workers > 1:
             from uvicorn.supervisors import Multiprocess
 
             Multiprocess(config, sockets=sockets).run()  # one uvicorn Server per worker process
         else:
             server.run(sockets=sockets)
+    except ServiceStopped:
+        log.info("SIGTERM: stopping")
     finally:
         if scheduler is not None:
-            scheduler.stop()
+            scheduler.stop()  # ends a running training child with its process group
         for sock in sockets:
             sock.close()
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)

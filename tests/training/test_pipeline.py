@@ -103,3 +103,4 @@ def test_too_small_tenant_gets_popular_and_the_reference_message(tmp_path: Path)
     assert store.load("0").model.algorithm == "popular"
     row = read_summary(settings.train_summary_log)[-1]
     assert row["MSG"] == SMALL_TENANT_MSG.format(tenant="0") and row["EPOCHS"] == ""
+    assert "Skipping" not in row["MSG"] and "served its most popular items" in row["MSG"]  # spec §11 item 12

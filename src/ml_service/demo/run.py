@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+import sys
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -17,8 +18,12 @@ if TYPE_CHECKING:
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
 
-def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_after: bool = True) -> int:
-    """Start the simulator, train once through the real HTTP pull, print calls, then serve until Ctrl-C."""
+def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_after: bool = True,
+             host: str = "127.0.0.1") -> int:
+    """Start the simulator, train once through the real HTTP pull, print calls, then serve until Ctrl-C.
+
+    `host` is the listen address (0.0.0.0 in Docker, so the published port reaches it).
+    """
     from ml_service.cli import format_summary
     from ml_service.demo.simulator import TotaraSimulator
     from ml_service.logs import configure_logging
@@ -37,7 +42,7 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
             "ML_TOTARA_KEY": key,
             "ML_MODELS_DIR": str(workdir / "models"),
             "ML_LOGS_DIR": str(workdir / "logs"),
-            "ML_BIND": f"127.0.0.1:{port}",
+            "ML_BIND": str(BindAddress(host, port)),
             "ML_RECOMMENDATION_ALGORITHM": os.environ.get("ML_RECOMMENDATION_ALGORITHM", "auto"),
             "ML_AUTO_TIME_BUDGET": os.environ.get("ML_AUTO_TIME_BUDGET", "120"),
             "ML_NUM_THREADS": os.environ.get("ML_NUM_THREADS", str(min(4, os.cpu_count() or 1))),
@@ -77,20 +82,32 @@ def _example_ids(store: "ModelStore") -> tuple[str, str, str]:
     return user, ITEM_TYPES[int(types[item])], model.item_ids[item]
 
 
+def cli_command() -> str:
+    """How to run `ml-service` from another terminal, where the virtualenv is not on the PATH: the absolute path
+    of the script installed beside this interpreter, else this interpreter with `-m ml_service`."""
+    folder = Path(sys.executable).parent
+    for name in ("ml-service", "ml-service.exe"):
+        if (folder / name).is_file():
+            return shlex.quote(str((folder / name).absolute()))
+    return f"{shlex.quote(str(Path(sys.executable).absolute()))} -m ml_service"
+
+
 def example_calls(bind: BindAddress, key: str, user: str = "2", item_type: str = "engage_article",
                   item: str = "engage_article1") -> str:
     """Copy-paste examples: the `ml-service call` helper and plain curl with a fresh token."""
-    url = f"http://{bind}"
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+    url = f"http://{BindAddress(wildcard.get(bind.host, bind.host), bind.port)}"
     exports = f"export ML_SERVICE_URL={url} ML_TOTARA_KEY={shlex.quote(key)}"
+    ml_service = cli_command()
     token = 'T=$(date +%s); K=$(printf "%s%s" "$T" "$ML_TOTARA_KEY" | sha256sum | cut -d" " -f1)'
     return "\n".join([
         "",
         "The service is ready. In another terminal:",
         f"  {exports}",
-        f"  ml-service call /user-items totara_user_id={user} item_type={item_type} tenant=0 n_items=5",
-        f"  ml-service call /similar-items totara_item_id={item} tenant=0 n_items=5",
-        "  ml-service call /health-check",
-        "  ml-service healthcheck",
+        f"  {ml_service} call /user-items totara_user_id={user} item_type={item_type} tenant=0 n_items=5",
+        f"  {ml_service} call /similar-items totara_item_id={item} tenant=0 n_items=5",
+        f"  {ml_service} call /health-check",
+        f"  {ml_service} healthcheck",
         "or with curl:",
         f"  {token}",
         f'  curl -H "X-Totara-Time: $T" -H "X-Totara-Ml-Key: $K" "{url}/user-items?totara_user_id={user}&item_type=container_course&tenant=0&n_items=5"',

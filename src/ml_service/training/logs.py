@@ -1,4 +1,8 @@
-"""Training logs: the reference train_summary.log (CSV, last 100 rows) and our JSONL training log."""
+"""Training logs: the reference train_summary.log (CSV, last 100 rows) and our JSONL training log.
+
+Both are written by several processes (the scheduler in the service, the training child, a manual `train`):
+the summary's read-modify-write holds a lock across processes, the JSONL log is a SharedRotatingFile.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from ml_service.logs import BACKUPS, MAX_BYTES, SharedRotatingFile, exclusive_lock
 
 SUMMARY_HEADER = ("TIMESTAMP", "ALGORITHM", "TENANT_ID", "MSG", "EPOCHS", "N_EMBEDDINGS", "SCORE")
 SUMMARY_MAX_ROWS = 100
@@ -47,11 +53,12 @@ def join_list(values: Iterable[Any]) -> str:
 
 
 def append_summary(path: Path, rows: Iterable[SummaryRow]) -> None:
-    """Append rows, keep the last 100, rewrite atomically (a reader never sees half a file)."""
+    """Append rows, keep the last 100, rewrite atomically (a reader never sees half a file); the lock spans
+    processes, so rows that two processes append at once are both kept."""
     new_rows = [r.as_tuple() for r in rows]
     if not new_rows:
         return
-    with _lock:
+    with _lock, exclusive_lock(path.with_name(f".{path.name}.lock")):
         existing: list[tuple[str, ...]] = []
         if path.exists():
             with path.open(newline="", encoding="utf-8") as handle:
@@ -75,12 +82,14 @@ def read_summary(path: Path) -> list[dict[str, str]]:
         return [dict(row) for row in csv.DictReader(handle)]
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON record (one line) to the training log."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def append_jsonl(path: Path, record: dict[str, Any], *, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
+    """Append one JSON record (one line, one write) to the training log, rotating it like the service log."""
     line = json.dumps(record, sort_keys=True, default=_json_default) + "\n"
-    with _lock, path.open("a", encoding="utf-8") as handle:
-        handle.write(line)
+    log_file = SharedRotatingFile(path, max_bytes=max_bytes, backups=backups)
+    try:
+        log_file.write(line)
+    finally:
+        log_file.close()
 
 
 def _json_default(value: Any) -> Any:

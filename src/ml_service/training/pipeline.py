@@ -26,7 +26,8 @@ from ml_service.training.logs import (
 log = logging.getLogger("ml_service.training")
 
 SMALL_TENANT_MSG = (
-    "The number of users or items is too small to run the recommendation engine. Skipping tenant {tenant}"
+    "The number of users or items is too small to train a model for tenant {tenant}: "
+    "it is served its most popular items of each type"
 )
 Reporter = Callable[[str, dict[str, Any]], None]  # (event, details): "tenant-start", "stage", "tenant-done"
 
