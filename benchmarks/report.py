@@ -27,6 +27,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Similar items: held-out hit rate of the served similar-items lists | `similar_items.py` | `results/similar_items.json` |
 | Cold start: learners with every interaction held out | `cold_start.py` | `results/cold_start.json` |
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
+| Reliability: fuzzed requests, injected faults (kill -9, Totara faults, corrupt store, full disk) and a soak | `reliability.py` (+ `soak.py`) | `results/reliability.json` |
 """
 
 
@@ -159,12 +160,38 @@ def serving_section(d: dict) -> str:
     ])
 
 
+def reliability_section(d: dict) -> str:
+    fuzz = d["fuzz"]
+    fuzz_line = (f"Fuzz: {fuzz.get('requests', '-'):,} requests, {fuzz.get('5xx', '-')} answered 5xx."
+                 if "requests" in fuzz else f"Fuzz: {fuzz.get('status', 'not run')} ({fuzz.get('why', '')}).")
+    rows = [[kind, v["injected"], v["ok"], v["failed"], ", ".join(f"{k} x{n}" for k, n in v["details"].items())]
+            for kind, v in d["faults"].items()]
+    failed = [r for r in d["fault_records"] if not r["ok"]]
+    s = d["soak"]
+    kill = next((e for e in s["events"] if e["event"] == "SIGKILL one worker"), {})
+    return "\n".join([
+        "## Reliability", "", f"`{d['command']}` ({d['generated_at']}, {d['seconds']:.0f} s on the shared 2-core machine).", "",
+        fuzz_line, "",
+        table(["fault", "injected", "ok", "failed", "details"], rows), "",
+        "ok = afterwards the previous models still served (checked over HTTP against a running `ml-service serve`), "
+        "every served version loaded with all hashes verified, and the next run succeeded.", "",
+        *(["Failed checks:", ""] + [f"- {r['kind']}, {r['detail']}: {'; '.join(r['problems'])[:300]}" for r in failed] + [""] if failed else []),
+        f"Soak: {s['seconds']:.0f} s at concurrency {s['concurrency']} against {s['workers']} workers, a publish every "
+        f"{s['publish_every_s']:g} s ({s['publishes']} publishes), one worker SIGKILLed mid-way (restarted by uvicorn in "
+        f"{kill.get('restarted_within_s', '-')} s) and a SIGHUP rolling restart at three quarters: {s['requests']:,} requests "
+        f"({s['requests_per_s']}/s), {s['errors']} failed, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms (client and server share "
+        f"the 2 busy cores); server RSS {s['rss_mb_total_start']} MB at start, {s['rss_mb_total_end']} MB at the end "
+        f"(drift {s['rss_mb_drift']:+} MB).",
+        "", "Goal: every count of failures zero.",
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
                          ("ceiling.json", ceiling_section),
                          ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section)):
+                         ("serving.json", serving_section), ("reliability.json", reliability_section)):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")

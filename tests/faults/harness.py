@@ -396,3 +396,43 @@ class MisbehavingServer:
                 conn.sendall(b"\x00\xffNOT HTTP AT ALL\r\n\r\n" + secrets.token_bytes(64))
             elif self.mode == "silence":
                 self._stop.wait(60)
+
+
+def kill_and_recover(
+    env: Mapping[str, str], service: Service, simulator: object, stage: str, tenant: str, rng: random.Random,
+) -> tuple[KillOutcome, list[str]]:
+    """SIGKILL a training run in `stage` of `tenant`, check the server, then run training again and check that
+    every tenant serves a new, verified version. Returns the kill's outcome and every problem seen ([] = good).
+
+    `simulator` is the TotaraSimulator the run downloads from (its files stall during a `download` kill).
+    """
+    before = current_versions(env)
+    problems: list[str] = []
+
+    def while_frozen() -> None:  # the half-written .tmp- folder is on disk: make the server re-read the store
+        touch_state(env)
+        time.sleep(2.5)  # more than two refresh intervals
+        now = current_versions(env)  # tenants before the killed one have published in this run
+        if now.get(tenant) != before.get(tenant):
+            problems.append(f"tenant {tenant}: CURRENT switched to {now.get(tenant)} while its publish was frozen")
+        problems.extend(f"while frozen: {p}" for p in serving_problems(service, env, now, timeout=5))
+
+    if stage == "download":  # each file stalls after its headers, so the kill lands inside a transfer
+        setattr(simulator, "stall_seconds", 3.0)
+    try:
+        outcome = train_and_kill(env, (), stage, tenant, rng, while_frozen=while_frozen)
+    finally:
+        setattr(simulator, "stall_seconds", 0.0)
+    after_kill = current_versions(env)
+    if stage != "random":
+        later = TENANTS[TENANTS.index(tenant):]
+        problems += [f"tenant {t}: CURRENT changed by a run killed before its publish" for t in later if after_kill.get(t) != before.get(t)]
+    problems += [f"after the kill: {p}" for p in serving_problems(service, env, after_kill)]
+    done = run_train(env)
+    if done.returncode != 0:
+        problems.append(f"the next run exited {done.returncode}: {done.stderr[-500:]}")
+    after = current_versions(env)
+    problems += [f"tenant {t}: the next run published nothing" for t in TENANTS if after.get(t) == after_kill.get(t)]
+    problems += [f"after the next run: {p}" for p in serving_problems(service, env, after)]
+    problems += [f"left behind: {p}" for p in leftovers(env)]
+    return outcome, problems
