@@ -162,6 +162,7 @@ def run_soak(seconds: float, concurrency: int = 32, publish_every_s: float = 20.
             load = Load(service.base, concurrency, seed)
             events: list[dict[str, Any]] = []
             loader = threading.Thread(target=load.run, name="load")
+            load_started = time.monotonic()
             loader.start()
             time.sleep(min(5.0, seconds / 10))
             rss_start = rss_mb(server_processes(service))
@@ -184,8 +185,13 @@ def run_soak(seconds: float, concurrency: int = 32, publish_every_s: float = 20.
                     hupped_at = time.time()
                     events.append({"at_s": round(elapsed, 1), "event": "SIGHUP (rolling restart)", "workers_before": before})
                 time.sleep(0.2)
+            # A rolling restart runs old and new workers side by side for a while: measure once it has finished.
+            settle = time.monotonic() + 60
+            while len(server_processes(service)) > workers + 1 and time.monotonic() < settle:
+                time.sleep(0.5)
             rss_end = rss_mb(server_processes(service))
             load.stop.set()
+            loaded_s = time.monotonic() - load_started
             loader.join(30)
             workers_after = [p for p in server_processes(service) if p != service.proc.pid]  # type: ignore[union-attr]
         latencies = sorted(load.latencies)
@@ -198,7 +204,8 @@ def run_soak(seconds: float, concurrency: int = 32, publish_every_s: float = 20.
             "publishes": published,
             "publish_every_s": publish_every_s,
             "requests": requests,
-            "requests_per_s": round(requests / seconds, 1),
+            "loaded_seconds": round(loaded_s, 1),
+            "requests_per_s": round(requests / loaded_s, 1),
             "by_route": load.by_route,
             "errors": len(load.errors),
             "errors_within_5s_of_worker_kill": len(kill_errors),

@@ -87,7 +87,7 @@ def test_garbage_current_does_not_stop_other_tenants_hot_swapping(scenario: Scen
     write_current(env, "1", GARBAGE[garbage])
     try:
         expected = {**before, "0": _republish(scenario, "0")}  # tenant 1 keeps its previous index
-        assert serving_problems(service, env, expected) == []
+        assert serving_problems(service, env, expected, timeout=8) == []  # eight refresh intervals
     finally:
         write_current(env, "1", (before["1"] + "\n").encode("ascii"))
     assert serving_problems(service, env, current_versions(env)) == []
@@ -129,7 +129,7 @@ def test_start_with_a_garbage_current_serves_every_other_tenant(scenario: Scenar
     try:
         with Service(env, scenario.workdir / "server-garbage.log") as fresh:
             others = {t: v for t, v in before.items() if t != "1"}
-            wait_until(lambda: set(others.items()) <= set(fresh.served_versions().items()), 10, "tenants 0 and 2")
+            wait_until(lambda: set(others.items()) <= set(fresh.served_versions().items()), 8, "tenants 0 and 2")
             assert serving_problems(fresh, env, {**others, **({"1": v} if (v := fresh.served_versions().get("1")) else {})}) == []
             user, _ = PROBES["1"]
             answer = fresh.get("/user-items", totara_user_id=user, item_type="container_course", tenant="1", n_items="5")
