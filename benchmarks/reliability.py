@@ -259,6 +259,8 @@ def main() -> int:
     for record in records:
         entry = kinds.setdefault(record["kind"], {"injected": 0, "ok": 0, "failed": 0, "details": Counter()})
         entry["injected"] += 1
+        if record.get("landed_in_stage") is False:  # the child got past the aimed stage before the kill
+            entry["missed_the_aimed_stage"] = entry.get("missed_the_aimed_stage", 0) + 1
         entry["ok" if record["ok"] else "failed"] += 1
         entry["details"][record["detail"]] += 1
     document = {

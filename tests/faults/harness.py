@@ -255,7 +255,7 @@ def train_and_kill(
 
     download: once a file appears in its staging folder (make the simulator stall so the kill lands mid-file);
     load / fit: a random short delay after its `tenant T: load` / `tenant T: train` progress line;
-    publish: the moment its `.tmp-` version folder appears; the child is frozen (SIGSTOP) first and
+    publish: the moment its `.tmp-` version folder appears (watched from its `train` line on); the child is frozen (SIGSTOP) first and
     `while_frozen` runs with the half-written folder on disk; random: uniformly within `random_max_s`.
     """
     started = time.monotonic()
@@ -284,14 +284,16 @@ def train_and_kill(
             time.sleep(rng.uniform(0, 0.02 if stage == "load" else 1.5))
         elif stage == "publish":
             folder = store_of(env).root / tenant
-            if not _wait_line(lines, f"tenant {tenant}: publish", timeout):
-                notes.append(f"never saw 'tenant {tenant}: publish'")
-            deadline = time.monotonic() + 10
+            # Watch from the start of the fit: on a busy machine a small publish is over before its line is read.
+            if not _wait_line(lines, f"tenant {tenant}: train", timeout):
+                notes.append(f"never saw 'tenant {tenant}: train'")
+            deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and proc.poll() is None:
-                if any(p.name.startswith(TMP_PREFIX) for p in folder.iterdir()):
+                if folder.is_dir() and any(p.name.startswith(TMP_PREFIX) for p in folder.iterdir()):
                     proc.send_signal(signal.SIGSTOP)
                     in_stage = True
                     break
+                time.sleep(0.001)  # a publish takes 100 ms or more; leave the child its core
             if in_stage and while_frozen is not None:
                 while_frozen()
         elif stage == "random":
@@ -424,7 +426,7 @@ def kill_and_recover(
     finally:
         setattr(simulator, "stall_seconds", 0.0)
     after_kill = current_versions(env)
-    if stage != "random":
+    if stage != "random" and outcome.in_stage:  # a kill that came too late may legitimately see a switch
         later = TENANTS[TENANTS.index(tenant):]
         problems += [f"tenant {t}: CURRENT changed by a run killed before its publish" for t in later if after_kill.get(t) != before.get(t)]
     problems += [f"after the kill: {p}" for p in serving_problems(service, env, after_kill)]
