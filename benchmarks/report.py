@@ -163,7 +163,7 @@ def serving_section(d: dict) -> str:
 def reliability_section(d: dict) -> str:
     fuzz = d["fuzz"]
     fuzz_line = (f"Fuzz: {fuzz.get('requests', '-'):,} requests, {fuzz.get('5xx', '-')} answered 5xx."
-                 if "requests" in fuzz else f"Fuzz: {fuzz.get('status', 'not run')} ({fuzz.get('why', '')}).")
+                 if "requests" in fuzz else f"Fuzz: not run here ({fuzz.get('why', fuzz.get('status', ''))}).")
     rows = [[kind, v["injected"], v["ok"], v["failed"], ", ".join(f"{k} x{n}" for k, n in v["details"].items())]
             for kind, v in d["faults"].items()]
     failed = [r for r in d["fault_records"] if not r["ok"]]
@@ -174,12 +174,16 @@ def reliability_section(d: dict) -> str:
         fuzz_line, "",
         table(["fault", "injected", "ok", "failed", "details"], rows), "",
         "ok = afterwards the previous models still served (checked over HTTP against a running `ml-service serve`), "
-        "every served version loaded with all hashes verified, and the next run succeeded.", "",
+        "every served version loaded with all hashes verified, and the next run succeeded. "
+        + "".join(f"{v['missed_the_aimed_stage']} of the {kind} faults came too late for the aimed stage (the child had "
+                  "moved on); they still count as injected faults. " for kind, v in d["faults"].items() if v.get("missed_the_aimed_stage")),
+        "",
         *(["Failed checks:", ""] + [f"- {r['kind']}, {r['detail']}: {'; '.join(r['problems'])[:300]}" for r in failed] + [""] if failed else []),
         f"Soak: {s['seconds']:.0f} s at concurrency {s['concurrency']} against {s['workers']} workers, a publish every "
         f"{s['publish_every_s']:g} s ({s['publishes']} publishes), one worker SIGKILLed mid-way (restarted by uvicorn in "
         f"{kill.get('restarted_within_s', '-')} s) and a SIGHUP rolling restart at three quarters: {s['requests']:,} requests "
-        f"({s['requests_per_s']}/s), {s['errors']} failed, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms (client and server share "
+        f"({s['requests_per_s']}/s), {s['errors']} failed ({s['errors_within_5s_of_worker_kill']} within 5 s of the worker "
+        f"SIGKILL, {s['errors_after_sighup']} after the SIGHUP), p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms (client and server share "
         f"the 2 busy cores); server RSS {s['rss_mb_total_start']} MB at start, {s['rss_mb_total_end']} MB at the end "
         f"(drift {s['rss_mb_drift']:+} MB).",
         "", "Goal: every count of failures zero.",
