@@ -31,6 +31,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Fuzz: generated requests over every route against `ml-service serve`, checked against the wire contract | `fuzz.py` | `results/fuzz.json` |
 | Ranking refactor: in-process serving ranking and offline evaluation, code before vs after one ranking module | `ranking_refactor.py` | `results/ranking_refactor.json` |
 | Hostile inputs: memory and time of a file without newlines, a 1 GB field, a 1M-character token, before/after | `hostile_inputs.py` | `results/hostile_inputs.json` |
+| Reliability: fuzzed requests, injected faults (kill -9, Totara faults, corrupt store, full disk) and a soak | `reliability.py` (+ `soak.py`) | `results/reliability.json` |
 """
 
 
@@ -226,6 +227,7 @@ def main() -> int:
         ("fuzz.json", fuzz_section),
         ("ranking_refactor.json", ranking_section),
         ("hostile_inputs.json", hostile_section),
+        ("reliability.json", reliability_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
