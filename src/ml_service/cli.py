@@ -113,8 +113,21 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     configure_logging(settings.logs_dir, console=not ns.scheduled)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     source = _make_source(settings, Path(source_arg) if from_folder else None, force=ns.force)
-    progress = _Progress(sys.stderr)
-    result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=progress)
+    from ml_service.training.progress import ProgressWriter
+
+    live = ProgressWriter(settings.logs_dir)  # what the server's /health-check and dashboard show
+    progress = _Progress(sys.stderr, live.state)
+
+    def report(event: str, details: dict[str, Any]) -> None:
+        live.reporter(event, details)
+        progress(event, details)
+
+    try:
+        result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=report)
+    except BaseException as exc:
+        live.finish(False, f"{type(exc).__name__}: {exc}")
+        raise
+    live.finish(result.ok, result.error or ("" if result.ok else "some tenants failed"))
     progress.close()
     if result.error:
         print(f"Training failed: {result.error}", file=sys.stderr)
@@ -136,21 +149,29 @@ def _make_source(settings: Settings, folder: Path | None, *, force: bool = False
 class _Progress:
     """Progress of a training run: a bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, live: dict[str, Any] | None = None) -> None:
         self.out = out
+        self.live = live  # ProgressWriter.state: fraction done and ETA
         self.tty = out.isatty()
         self.bar: Any = None
 
     def __call__(self, event: str, details: dict[str, Any]) -> None:
         if event == "tenant-start":
             message = f"tenant {details['tenant']}: starting"
+        elif event == "stage" and details.get("tenant") is None:
+            message = f"{details['stage']}: downloading the export"
         elif event == "stage":
             message = f"tenant {details['tenant']}: {details['stage']}"
+        elif event == "candidate":
+            message = f"tenant {details['tenant']}: auto tries {details['candidate']} ({details['position'] + 1}/{details['total']})"
         elif event == "tenant-done":
             r = details["result"]
             message = f"tenant {r.tenant}: {r.state} ({r.algorithm}) {r.msg}"
         else:
             return
+        if self.live is not None and event != "tenant-done":
+            eta = self.live.get("eta_s")
+            message += f"  [{100 * float(self.live.get('fraction') or 0):.0f}%" + (f", about {eta:.0f} s left]" if eta is not None else "]")
         if self.tty:
             from tqdm import tqdm
 

@@ -61,6 +61,13 @@ class Settings:
     identity_features: bool = True  # measured better (benchmarks/results/quality.json, "+id" rows)
     min_users: int = 10
     min_items: int = 10
+    # Observability (api/admin, metrics.py): /metrics on/off and its bearer token; the dashboard's accounts.
+    metrics_enabled: bool = True
+    metrics_token: str = ""
+    admin_users_file: Path | None = None
+    admin_password: str = ""
+    admin_session_s: float = 28800.0
+    admin_login_attempts: int = 5  # failed logins per client address per minute before refusing
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -119,6 +126,12 @@ class Settings:
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
             identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),
             validation_protocol=validation,
+            metrics_enabled=_parse_bool(env, "ML_METRICS", True),
+            metrics_token=(env.get("ML_METRICS_TOKEN") or "").strip(),
+            admin_users_file=Path(get("ML_ADMIN_USERS")) if get("ML_ADMIN_USERS") else None,
+            admin_password=env.get("ML_ADMIN_PASSWORD") or "",
+            admin_session_s=_parse_number(env, "ML_ADMIN_SESSION_SECONDS", 28800.0, minimum=60.0, kind=float),
+            admin_login_attempts=_parse_number(env, "ML_ADMIN_LOGIN_ATTEMPTS", 5, minimum=1, maximum=1000, kind=int),
         )
 
     def with_(self, **changes: object) -> "Settings":

@@ -17,6 +17,9 @@ from ml_service.api.favicon import FAVICON_PATH
 from ml_service.api.health import SchedulerInfo, TotaraProbe, health_report
 from ml_service.api.home import render_home
 from ml_service.api.middleware import AccessLogMiddleware, DispatchMiddleware
+from ml_service.api.admin import build_admin_app
+from ml_service.api.mount import ObservabilityMount
+from ml_service.training.progress import current_run
 from ml_service.api.responses import SortedJSONResponse
 from ml_service.api.routes import build_router
 from ml_service.config import Settings
@@ -83,6 +86,8 @@ def create_app(
             scheduler=scheduler,
             now=clock(),
         )
+        if isinstance(body.get("service"), dict):
+            body["service"]["training_progress"] = current_run(settings.logs_dir)  # live progress of a run
         return SortedJSONResponse(body)
 
     @app.get("/", include_in_schema=False)
@@ -100,5 +105,19 @@ def create_app(
     # add_middleware puts the last added outermost: access log -> auth -> HEAD/OPTIONS/hot routes -> routing.
     app.add_middleware(DispatchMiddleware, known_paths=known_paths, fast_routes=routes.endpoints)
     app.add_middleware(AuthMiddleware, key=SecretKey(settings.totara_key), clock=clock)
+    admin = build_admin_app(settings, store, recommender, scheduler=scheduler, clock=clock)
+    metrics = None
+    if settings.metrics_enabled:
+        from ml_service.metrics import MetricsEndpoint, exposition_registry, instrument_recommender
+
+        instrument_recommender(recommender)
+        metrics = MetricsEndpoint(exposition_registry(recommender, settings.training_jsonl), settings.metrics_token)
+    app.add_middleware(ObservabilityMount, metrics=metrics, admin=admin, bare_router=app.router,
+                       has_admin_session=admin.has_session if admin is not None else (lambda scope: False))
     app.add_middleware(AccessLogMiddleware)
+    if settings.metrics_enabled:
+        from ml_service.metrics import WORKER_UP, MetricsMiddleware
+
+        WORKER_UP.set(1)
+        app.add_middleware(MetricsMiddleware, known_paths=known_paths | {"/metrics"})
     return app
