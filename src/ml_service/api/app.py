@@ -46,6 +46,8 @@ def create_app(
     `clock` is the service clock used by authentication and the health check.
     """
     recommender = recommender if recommender is not None else Recommender(store)
+    admin = build_admin_app(settings, store, recommender, scheduler=scheduler, clock=clock)
+    metrics = None
     probe = health_probe if health_probe is not None else TotaraProbe()
     try:
         recommender.refresh()
@@ -86,8 +88,13 @@ def create_app(
             scheduler=scheduler,
             now=clock(),
         )
-        if isinstance(body.get("service"), dict):
-            body["service"]["training_progress"] = current_run(settings.logs_dir)  # live progress of a run
+        run = current_run(settings.logs_dir)  # live progress of the newest training run, if any was recorded
+        if run is not None and isinstance(body.get("service"), dict):
+            body["service"]["training_progress"] = run
+        if metrics is not None:
+            from ml_service.metrics import PROBE_UP
+
+            PROBE_UP.set(0 if body.get("errors") else 1)
         return SortedJSONResponse(body)
 
     @app.get("/", include_in_schema=False)
@@ -105,8 +112,6 @@ def create_app(
     # add_middleware puts the last added outermost: access log -> auth -> HEAD/OPTIONS/hot routes -> routing.
     app.add_middleware(DispatchMiddleware, known_paths=known_paths, fast_routes=routes.endpoints)
     app.add_middleware(AuthMiddleware, key=SecretKey(settings.totara_key), clock=clock)
-    admin = build_admin_app(settings, store, recommender, scheduler=scheduler, clock=clock)
-    metrics = None
     if settings.metrics_enabled:
         from ml_service.metrics import MetricsEndpoint, exposition_registry, instrument_recommender
 

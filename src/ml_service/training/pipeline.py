@@ -70,6 +70,7 @@ class TenantResult:
             "params": model.params if model else {},
             "metrics": model.metrics if model else {},
             "auto": model.info.get("auto") if model else None,
+            "load_report": model.info.get("load_report") if model else None,
         }
 
 

@@ -1,0 +1,81 @@
+"""Live training progress: the file a run writes, a dead run shown as dead, the CLI and /health-check showing it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from ml_service.config import Settings
+from ml_service.store import ModelStore
+from ml_service.training.progress import ProgressWriter, current_run, read_runs
+from tests.api.conftest import serve  # noqa: F401 - the fixture
+from tests.api.support import closed_port
+from tests.test_metrics import train_sample
+
+
+class Result:
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+
+
+def test_fraction_rises_to_done_with_an_eta(tmp_path: Path) -> None:
+    now = [100.0]
+    writer = ProgressWriter(tmp_path, clock=lambda: now[0])
+    seen = []
+    writer.reporter("tenants", {"tenants": ["0", "1"]})
+    for tenant in ("0", "1"):
+        for stage in ("load", "train"):
+            now[0] += 1.0
+            writer.reporter("stage", {"tenant": tenant, "stage": stage})
+            seen.append(current_run(tmp_path)["fraction"])
+        for position in range(4):
+            now[0] += 1.0
+            writer.reporter("candidate", {"tenant": tenant, "candidate": f"c{position}", "position": position, "total": 4})
+            run = current_run(tmp_path)
+            seen.append(run["fraction"])
+            assert run["candidate"] == f"c{position}" and run["tenant"] == tenant
+        writer.reporter("tenant-done", {"result": Result(tenant)})
+    assert seen == sorted(seen) and 0 < seen[-1] < 1
+    assert current_run(tmp_path)["eta_s"] is not None
+    writer.finish(True)
+    run = current_run(tmp_path)
+    assert run["state"] == "done" and run["fraction"] == 1.0
+
+
+def test_a_run_whose_process_died_is_dead(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    writer = ProgressWriter(tmp_path, pid=child.pid)
+    writer.tenants(["0"])
+    run = read_runs(tmp_path)[0]
+    assert run["state"] == "dead" and "ended without finishing" in run["message"]
+    alive = ProgressWriter(tmp_path)  # this process: alive
+    alive.tenants(["0"])
+    assert current_run(tmp_path)["pid"] == alive.pid and current_run(tmp_path)["state"] == "running"
+
+
+def test_no_temporary_file_is_left(tmp_path: Path) -> None:
+    writer = ProgressWriter(tmp_path)
+    for i in range(20):
+        writer.tenants([str(i)])
+    assert [p.name for p in (tmp_path / "progress").iterdir()] == [writer.path.name]
+
+
+def test_train_command_writes_progress_and_health_check_shows_it(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    done = train_sample(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "%" in done.stderr and "auto" not in done.stderr  # the CLI's progress lines carry the fraction done
+    run = current_run(tmp_path / "logs")
+    assert run is not None and run["state"] == "done" and run["tenants"] == ["0", "1", "2"]
+    settings = Settings(totara_url=f"http://127.0.0.1:{closed_port()}", totara_key="k", models_dir=tmp_path / "models",
+                        logs_dir=tmp_path / "logs")
+    base = serve(settings, ModelStore(settings.recommender_dir))
+    from ml_service.auth import signed_headers
+
+    body = httpx.get(base + "/health-check", headers=signed_headers("k"), timeout=10).json()
+    assert body["service"]["training_progress"]["state"] == "done"
+    assert json.loads(json.dumps(body))["service"]["training_progress"]["fraction"] == 1.0
