@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("version", nargs="?")
     p.set_defaults(handler=_cmd_models)
 
+    p = sub.add_parser("admin-user", help="add or replace a dashboard account in the ML_ADMIN_USERS file")
+    p.add_argument("action", choices=("add",))
+    p.add_argument("name")
+    p.add_argument("--role", choices=("viewer", "operator"), required=True)
+    p.add_argument("--file", type=Path, help="accounts file (default ML_ADMIN_USERS)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(handler=_cmd_admin_user)
+
     p = sub.add_parser("call", help="sign and send a request to the service, e.g. call /user-items totara_user_id=2 ...")
     p.add_argument("path")
     p.add_argument("params", nargs="*", metavar="NAME=VALUE")
@@ -261,6 +269,30 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     settings = Settings.from_env(require_totara=False)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     return models_command(store, ns.action, ns.tenant, ns.version, sys.stdout)
+
+
+def _cmd_admin_user(ns: argparse.Namespace) -> int:
+    import getpass
+
+    from ml_service.api.admin.accounts import AccountsError, add_account
+
+    target = ns.file or (Path(os.environ["ML_ADMIN_USERS"]) if os.environ.get("ML_ADMIN_USERS") else None)
+    if target is None:
+        raise ConfigError("ML_ADMIN_USERS is not set and no --file was given: name the accounts file")
+    if ns.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {ns.name}: ")
+        if getpass.getpass("Again: ") != password:
+            print("The passwords differ; nothing was written", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        add_account(target, ns.name, ns.role, password)
+    except AccountsError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{ns.name} ({ns.role}) written to {target}")
+    return EXIT_OK
 
 
 def _cmd_simulate(ns: argparse.Namespace) -> int:

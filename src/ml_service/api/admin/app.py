@@ -39,6 +39,7 @@ class AdminApp:
         self.audit = AuditLog(settings.logs_dir / "admin_audit.jsonl", clock)
         self.training = TrainingCollector(settings.training_jsonl)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.filters["iso"] = data.iso
         self._versions_cache: dict[tuple[str, str], TenantIndex] = {}
         get, post = ["GET"], ["POST"]
         routes = [
@@ -192,6 +193,7 @@ class AdminApp:
                 "users": entry.get("users"), "items": entry.get("items"),
                 "state": entry.get("last_run_state") or "", "msg": entry.get("last_run_msg") or "",
                 "spark": sparkline(data.ndcg_history(versions)), "served": tenant in state.indexes,
+                "interactions": _interactions(state.indexes.get(tenant)),
             })
         next_run = getattr(self.scheduler, "next_run_at", None) if self.scheduler is not None else None
         return self.render(request, session, "overview.html", rows=rows, progress=self._progress(), next_run=data.iso(next_run))
@@ -281,7 +283,15 @@ class AdminApp:
         async with httpx.AsyncClient(timeout=10.0) as client:
             answer = await client.get(base + path + ("?" + params if params else ""), headers=signed_headers(self.settings.totara_key))
         self.audit.record(session.user, session.role, "api-try", f"HTTP {answer.status_code}", path=path)
-        body = answer.text.replace(self.settings.totara_key, "***") if self.settings.totara_key else answer.text
+        body = answer.text
+        try:
+            import json
+
+            body = json.dumps(answer.json(), indent=2, ensure_ascii=False)
+        except ValueError:
+            pass
+        if self.settings.totara_key:
+            body = body.replace(self.settings.totara_key, "***")
         return self.render(request, session, "api.html", result={"status": answer.status_code, "body": body}, path=path, params=params)
 
     # -- actions ----------------------------------------------------------------------------------------
@@ -331,6 +341,13 @@ class AdminApp:
         except Exception as exc:
             outcome = f"failed: {exc}"
         return self._done(session, what, tenant, outcome, f"/admin/tenants/{tenant}")
+
+
+def _interactions(index: TenantIndex | None) -> int | None:
+    if index is None:
+        return None
+    value = ((index.meta.get("info") or {}).get("sizes") or {}).get("interactions")
+    return int(value) if isinstance(value, (int, float)) else None
 
 
 def build_admin_app(settings: Settings, store: Any, recommender: Any, *, scheduler: Any = None,

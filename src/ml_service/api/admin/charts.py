@@ -17,10 +17,14 @@ def sparkline(values: Sequence[float], width: int = 120, height: int = 28) -> st
     step = width / max(len(values) - 1, 1)
     points = " ".join(f"{i * step:.1f},{height - 3 - (v - low) / span * (height - 6):.1f}" for i, v in enumerate(values))
     label = ", ".join(f"{v:.4f}" for v in values)
+    dot = ""
+    if len(values) == 1:  # one version: a dot in the middle (a polyline of one point draws nothing)
+        dot = f'<circle cx="{width / 2:.1f}" cy="{height / 2:.1f}" r="3" fill="#1f5fbf"/>'
+        points = ""
     return (
         f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="NDCG@10 over versions: {escape(label)}" data-values="{escape(label)}">'
-        f'<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{points}"/></svg>'
+        f'<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{points}"/>{dot}</svg>'
     )
 
 

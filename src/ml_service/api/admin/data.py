@@ -58,7 +58,7 @@ def settings_rows(settings: Settings, environ: dict[str, str] | None = None) -> 
         elif isinstance(value, tuple):
             shown = " ".join(str(v) for v in value)
         else:
-            shown = "" if value is None else str(value)
+            shown = "(not set)" if value is None or value == "" else str(value)
         rows.append({"name": name, "value": shown, "source": "environment" if env.get(name, "").strip() else "default"})
     return rows
 
@@ -92,10 +92,19 @@ def runs_table(records: list[dict[str, Any]], limit: int = 50) -> list[dict[str,
                 "at": iso(record.get("at")), "ok": bool(record.get("ok")), "seconds": record.get("seconds"),
                 "error": record.get("error") or "", "download_s": download.get("seconds"), "download_bytes": download.get("bytes"),
                 "tenants": [{"tenant": r.get("tenant"), "state": r.get("state"), "algorithm": r.get("algorithm"), "msg": r.get("msg"),
-                             "seconds": r.get("seconds") or {}} for r in pending],
+                             "seconds": _stage_order(r.get("seconds") or {})} for r in pending],
             })
             pending = []
     return list(reversed(runs))[:limit]
+
+
+STAGE_ORDER = ("download", "load", "train", "publish")
+
+
+def _stage_order(seconds: dict[str, Any]) -> dict[str, Any]:
+    """Stage durations in pipeline order (load, train, publish), unknown stages last."""
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return dict(sorted(seconds.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def quality_report(load_report: dict[str, Any]) -> dict[str, Any]:
