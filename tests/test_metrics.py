@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,13 @@ def test_metrics_after_a_training_run_and_requests(trained: Path, serve: Callabl
     assert after[("ml_service_download_bytes_total", ())] > 0
     assert ("ml_service_training_rows_dropped", (("defect", "duplicate"), ("tenant", "0"))) in after
     assert ("ml_service_training_last_success_timestamp_seconds", (("tenant", "0"),)) in after
+    # Every metric the shipped Grafana dashboard queries exists in the exposition.
+    grafana = (Path(__file__).parents[1] / "deploy" / "grafana-dashboard.json").read_text()
+    text = httpx.get(base + "/metrics", headers=auth).text
+    exposed = {name for name, _ in samples(text)}
+    exposed |= {f.name + suffix for f in text_string_to_metric_families(text) for suffix in ("", "_total")}  # declared, maybe empty
+    for queried in set(re.findall(r"ml_service_[a-z0-9_]+", grafana)):
+        assert queried in exposed, queried
 
 
 def test_metrics_token_is_required_when_set(trained: Path, serve: Callable[..., str]) -> None:  # noqa: F811
