@@ -27,6 +27,8 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Similar items: held-out hit rate of the served similar-items lists | `similar_items.py` | `results/similar_items.json` |
 | Cold start: learners with every interaction held out | `cold_start.py` | `results/cold_start.json` |
 | Serving: wrk against `ml-service serve`, and in-process scoring vs its floor | `serving.py` | `results/serving.json` |
+| Serving with Prometheus metrics on vs off (interleaved) | `serving.py --metrics both` | `results/serving_metrics.json` |
+| Dashboard page render time, 100-tenant site | `dashboard.py` | `results/dashboard.json` |
 """
 
 
@@ -159,12 +161,36 @@ def serving_section(d: dict) -> str:
     ])
 
 
+def serving_metrics_section(d: dict) -> str:
+    rows = [[r["workers"], r["route"], r["concurrency"], f"{r['median_on_rps']:,.0f}", f"{r['median_off_rps']:,.0f}",
+             f"{r['on_over_off']:.3f}"] for r in d["summary"]]
+    return "\n".join([
+        "## Serving with metrics on vs off", "", f"`{d['command']}` ({d['generated_at']}); {d['machine'].get('note', '')}. "
+        "Two servers (ML_METRICS=1 and 0) run side by side; wrk alternates between them each round and the medians are compared.", "",
+        table(["workers", "route", "concurrency", "median req/s, metrics on", "median req/s, off", "on / off"], rows),
+        "", "Goal: on / off >= 0.95. The per-run rates are in the JSON (`runs`): on this shared host they vary far more "
+        "between rounds than between on and off.",
+    ])
+
+
+def dashboard_section(d: dict) -> str:
+    rows = [[page, v["median_ms"], v["p95_ms"], v["max_ms"], f"{v['bytes']:,}"] for page, v in d["pages"].items()]
+    site = d["site"]
+    return "\n".join([
+        "## Dashboard render time", "", f"`{d['command']}` ({d['generated_at']}); {site['tenants']} tenants x "
+        f"{site['versions_per_tenant']} versions, a training log of {site['training_log_runs']} runs; {d['method']}; "
+        f"{d['machine'].get('note', '')}.", "",
+        table(["page", "median ms", "p95 ms", "max ms", "bytes"], rows), "", f"Goal: under {d['goal_ms']} ms per page.",
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (("ingest.json", ingest_section), ("quality.json", quality_section),
                          ("ceiling.json", ceiling_section),
                          ("similar_items.json", similar_section), ("cold_start.json", cold_section),
-                         ("serving.json", serving_section)):
+                         ("serving.json", serving_section), ("serving_metrics.json", serving_metrics_section),
+                         ("dashboard.json", dashboard_section)):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")
     (HERE / "README.md").write_text("\n\n".join(parts) + "\n")
