@@ -79,3 +79,29 @@ def test_train_command_writes_progress_and_health_check_shows_it(tmp_path: Path,
     body = httpx.get(base + "/health-check", headers=signed_headers("k"), timeout=10).json()
     assert body["service"]["training_progress"]["state"] == "done"
     assert json.loads(json.dumps(body))["service"]["training_progress"]["fraction"] == 1.0
+
+
+def test_an_auto_run_reports_its_candidates_and_finishes_done(tmp_path: Path) -> None:
+    from ml_service.demo.generate import generate_export
+    from ml_service.source.folder import FolderSource
+    from ml_service.training.pipeline import run_training
+
+    export = tmp_path / "export"
+    generate_export(export, seed=3, users=80, items=40, interactions=1200, tenants=0)
+    settings = Settings(models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", algorithm="auto", num_threads=1,
+                        auto_time_budget_s=5)
+    settings.ensure_dirs()
+    writer = ProgressWriter(settings.logs_dir)
+    snapshots: list[dict] = []
+
+    def report(event: str, details: dict) -> None:
+        writer.reporter(event, details)
+        snapshots.append(dict(current_run(settings.logs_dir) or {}))
+
+    result = run_training(settings, FolderSource(export), ModelStore(settings.recommender_dir), reporter=report)
+    writer.finish(result.ok)
+    candidates = [s["candidate"] for s in snapshots if s.get("candidate")]
+    assert candidates[0] == "popular" and len(set(candidates)) >= 2  # auto tried the baseline and at least one more
+    fractions = [s["fraction"] for s in snapshots]
+    assert fractions == sorted(fractions)
+    assert current_run(settings.logs_dir)["state"] == "done"
