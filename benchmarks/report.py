@@ -168,6 +168,9 @@ def serving_metrics_section(d: dict) -> str:
         "## Serving with metrics on vs off", "", f"`{d['command']}` ({d['generated_at']}); {d['machine'].get('note', '')}. "
         "Two servers (ML_METRICS=1 and 0) run side by side; wrk alternates between them each round and the medians are compared.", "",
         table(["workers", "route", "concurrency", "median req/s, metrics on", "median req/s, off", "on / off"], rows),
+        "", "Cost of the metrics middleware per request, measured in process around a do-nothing ASGI app (best of 7): "
+        + "; ".join(f"{'multiprocess' if o['multiprocess'] else 'single-process'} mode {o['overhead_us']} µs"
+                    for o in d.get("middleware_overhead", [])) + ".",
         "", "Goal: on / off >= 0.95. The per-run rates are in the JSON (`runs`): on this shared host they vary far more "
         "between rounds than between on and off.",
     ])

@@ -47,7 +47,16 @@ def login(base: str, name: str, password: str = PASSWORD) -> tuple[httpx.Client,
     return client, csrf.group(1)
 
 
-def test_every_admin_route_refuses_without_a_session(admin_url: str) -> None:
+def test_every_admin_route_refuses_without_a_session(admin_url: str, admin_settings: Settings, store: ModelStore) -> None:
+    from ml_service.api.admin.app import build_admin_app
+    from ml_service.serving import Recommender
+
+    admin = build_admin_app(admin_settings, store, Recommender(store))
+    assert admin is not None
+    public = {"/admin", "/admin/login", "/admin/static/admin.css"}
+    routes = [(r.path.replace("{tenant}", "0"), sorted(r.methods - {"HEAD"})) for r in admin.app.routes]  # type: ignore[attr-defined]
+    # The lists below cover every route the dashboard has: a new route must be added to them (and so tested).
+    assert {path for path, _ in routes} - public == {p.split("?")[0] for p in GET_PAGES + ACTIONS}
     with httpx.Client(base_url=admin_url, timeout=10.0) as client:
         for path in GET_PAGES:
             answer = client.get(path)
