@@ -129,3 +129,24 @@ def test_two_workers_are_added_up(tmp_path: Path) -> None:
                 assert now[key] - start.get(key, 0.0) == n
             pids = {dict(labels)["pid"] for (name, labels) in now if name == "ml_service_worker_up"}
             assert len(pids) == 2
+
+
+def test_a_dead_workers_live_gauge_is_forgotten(tmp_path: Path) -> None:
+    probe = r"""
+import os, subprocess, sys
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from ml_service.metrics import WORKER_UP, forget_dead_workers
+WORKER_UP.set(1)
+child = subprocess.run([sys.executable, "-c", "from ml_service.metrics import WORKER_UP; WORKER_UP.set(1)"], check=True)
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+before = generate_latest(registry).decode().count("ml_service_worker_up{")
+forget_dead_workers()
+after = generate_latest(registry).decode().count("ml_service_worker_up{")
+print(before, after)
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "1"]  # the exited child's gauge is gone, this process's stays

@@ -323,8 +323,24 @@ class MetricsEndpoint:
             headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"www-authenticate", b'Bearer realm="metrics"')]
             await _send(send, 401, headers, body)
             return
+        forget_dead_workers()
         body = generate_latest(self.registry)
         await _send(send, 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], body)
+
+
+def forget_dead_workers() -> None:
+    """Drop the live-gauge files of worker processes that are gone (a restarted worker gets a new pid)."""
+    directory = multiprocess_dir()
+    if not directory:
+        return
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from ml_service.training.progress import pid_alive
+
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
+            mark_process_dead(int(pid_text), directory)
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
