@@ -105,3 +105,30 @@ def test_an_auto_run_reports_its_candidates_and_finishes_done(tmp_path: Path) ->
     fractions = [s["fraction"] for s in snapshots]
     assert fractions == sorted(fractions)
     assert current_run(settings.logs_dir)["state"] == "done"
+
+
+def test_a_dashboard_run_killed_mid_download_shows_as_dead(tmp_path: Path) -> None:
+    import os
+    import re
+    import signal
+    import socket
+    import time
+
+    from ml_service.api.admin.actions import start_training
+
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers: the download hangs
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        settings = Settings(totara_url=f"http://127.0.0.1:{silent.getsockname()[1]}", totara_key="k",
+                            models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", algorithm="popular")
+        message = start_training(settings)
+        pid = int(re.search(r"process (\d+)", message).group(1))  # type: ignore[union-attr]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (current_run(settings.logs_dir) or {}).get("stage") == "fetch":
+            time.sleep(0.2)
+        assert current_run(settings.logs_dir)["state"] == "running"  # type: ignore[index]
+        os.kill(pid, signal.SIGKILL)
+        while time.monotonic() < deadline and current_run(settings.logs_dir)["state"] == "running":  # type: ignore[index]
+            time.sleep(0.2)
+        run = current_run(settings.logs_dir)
+        assert run is not None and run["pid"] == pid and run["state"] == "dead"

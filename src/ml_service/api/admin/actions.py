@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from typing import Any
 
 from ml_service.config import Settings
@@ -29,4 +30,7 @@ def start_training(settings: Settings, tenant: str | None = None) -> str:
     command = [sys.executable, "-m", "ml_service.cli", "train", "--scheduled"] + (["--tenant", tenant] if tenant else [])
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
+    # Reap the child when it ends: an unreaped (zombie) child still answers kill(pid, 0), so a killed run would
+    # never show as dead.
+    threading.Thread(target=process.wait, name=f"train-{process.pid}", daemon=True).start()
     return f"training started (process {process.pid})"
