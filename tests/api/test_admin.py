@@ -47,6 +47,14 @@ def login(base: str, name: str, password: str = PASSWORD) -> tuple[httpx.Client,
     return client, csrf.group(1)
 
 
+def served_row(page: str) -> str:
+    """The version whose row in the tenant page's versions table says `served` (exactly one must)."""
+    rows = re.findall(r'<tr data-version="([^"]+)">(.*?)</tr>', page, re.S)
+    served = [version for version, body in rows if 'class="good">served' in body]
+    assert len(served) == 1, served
+    return served[0]
+
+
 def test_every_admin_route_refuses_without_a_session(admin_url: str, admin_settings: Settings, store: ModelStore) -> None:
     from ml_service.api.admin.app import build_admin_app
     from ml_service.serving import Recommender
@@ -104,9 +112,12 @@ def test_viewer_action_is_refused_operator_action_is_audited(admin_url: str, adm
     assert viewer.post("/admin/tenants/0/rollback", data={"csrf": viewer_csrf}).status_code == 403
     assert store.current_version("0") == before
     operator, csrf = login(admin_url, "olivia")
+    assert served_row(operator.get("/admin/tenants/0").text) == before
     answer = operator.post("/admin/tenants/0/rollback", data={"csrf": csrf})
     assert answer.status_code == 303 and "rolled%20back" in answer.headers["location"]
     assert store.current_version("0") != before
+    # The versions list is cached per tenant: the rollback must show at once.
+    assert served_row(operator.get("/admin/tenants/0").text) == store.current_version("0")
     lines = [json.loads(line) for line in (admin_settings.logs_dir / "admin_audit.jsonl").read_text().splitlines()]
     assert any(e["user"] == "victor" and e["action"] == "rollback" and e["outcome"] == "refused: viewer" for e in lines)
     assert any(e["user"] == "olivia" and e["action"] == "rollback" and e["outcome"].startswith("rolled back") for e in lines)

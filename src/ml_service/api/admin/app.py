@@ -41,6 +41,7 @@ class AdminApp:
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["iso"] = data.iso
         self._versions_cache: dict[tuple[str, str], TenantIndex] = {}
+        self._versions_list: dict[str, tuple[tuple[int, str | None], list[Any]]] = {}
         get, post = ["GET"], ["POST"]
         routes = [
             Route("/admin", self.redirect_home, methods=get),
@@ -166,8 +167,16 @@ class AdminApp:
                       key=lambda t: (0, int(t), "") if t.isdigit() else (1, 0, t))
 
     def _versions(self, tenant: str) -> list[Any]:
+        """The tenant's stored versions, re-read only when its folder changed (publish, rollback and prune all rename or
+        remove entries in it, which changes its modification time)."""
         try:
-            return self.store.versions(tenant)
+            key = ((Path(self.store.root) / tenant).stat().st_mtime_ns, self.store.current_version(tenant))
+            cached = self._versions_list.get(tenant)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            versions = self.store.versions(tenant)
+            self._versions_list[tenant] = (key, versions)
+            return versions
         except Exception:
             return []
 

@@ -79,6 +79,9 @@ def tenant_records(records: list[dict[str, Any]], tenant: str, limit: int = 10) 
     return list(reversed(rows))[:limit]
 
 
+RUN_TENANTS_SHOWN = 10  # per run; beyond it the runs page lists the failed tenants and the slowest ones
+
+
 def runs_table(records: list[dict[str, Any]], limit: int = 50) -> list[dict[str, Any]]:
     """Training runs from the log, newest first, each with its tenants' outcome and per-stage seconds."""
     runs: list[dict[str, Any]] = []
@@ -88,11 +91,24 @@ def runs_table(records: list[dict[str, Any]], limit: int = 50) -> list[dict[str,
             pending.append(record)
         elif record.get("event") == "run":
             download = record.get("download") or {}
+            totals: dict[str, float] = {}
+            states: dict[str, int] = {}
+            for r in pending:
+                states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
+                for stage, secs in (r.get("seconds") or {}).items():
+                    if isinstance(secs, (int, float)):
+                        totals[stage] = totals.get(stage, 0.0) + secs
+            shown = pending
+            if len(pending) > RUN_TENANTS_SHOWN:  # a big site: the failed tenants and the slowest ones
+                slowest = sorted(pending, key=lambda r: -sum(v for v in (r.get("seconds") or {}).values() if isinstance(v, (int, float))))
+                shown = [r for r in pending if r.get("state") == "failed"][:RUN_TENANTS_SHOWN]
+                shown += [r for r in slowest if r.get("state") != "failed"][: max(0, RUN_TENANTS_SHOWN - len(shown))]
             runs.append({
+                "n_tenants": len(pending), "states": states, "stage_totals": _stage_order({k: round(v, 3) for k, v in totals.items()}),
                 "at": iso(record.get("at")), "ok": bool(record.get("ok")), "seconds": record.get("seconds"),
                 "error": record.get("error") or "", "download_s": download.get("seconds"), "download_bytes": download.get("bytes"),
                 "tenants": [{"tenant": r.get("tenant"), "state": r.get("state"), "algorithm": r.get("algorithm"), "msg": r.get("msg"),
-                             "seconds": _stage_order(r.get("seconds") or {})} for r in pending],
+                             "seconds": _stage_order(r.get("seconds") or {})} for r in shown],
             })
             pending = []
     return list(reversed(runs))[:limit]
