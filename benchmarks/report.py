@@ -32,6 +32,8 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Ranking refactor: in-process serving ranking and offline evaluation, code before vs after one ranking module | `ranking_refactor.py` | `results/ranking_refactor.json` |
 | Hostile inputs: memory and time of a file without newlines, a 1 GB field, a 1M-character token, before/after | `hostile_inputs.py` | `results/hostile_inputs.json` |
 | Reliability: fuzzed requests, injected faults (kill -9, Totara faults, corrupt store, full disk) and a soak | `reliability.py` (+ `soak.py`) | `results/reliability.json` |
+| Serving with Prometheus metrics on vs off (interleaved) | `serving.py --metrics both` | `results/serving_metrics.json` |
+| Dashboard page render time, 100-tenant site | `dashboard.py` | `results/dashboard.json` |
 """
 
 
@@ -228,6 +230,8 @@ def main() -> int:
         ("ranking_refactor.json", ranking_section),
         ("hostile_inputs.json", hostile_section),
         ("reliability.json", reliability_section),
+        ("serving_metrics.json", serving_metrics_section),
+        ("dashboard.json", dashboard_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")

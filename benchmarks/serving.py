@@ -176,12 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "serving.json")
     parser.add_argument("--served-scoring", action=argparse.BooleanOptionalAction, default=True,
                         help="also time scoring through TenantIndex (the blocks the API uses) in the in-process part")
+    parser.add_argument("--metrics", choices=("on", "off", "both"), default="on",
+                        help="Prometheus metrics in the server (ML_METRICS); both: two servers, wrk runs interleaved on/off")
+    parser.add_argument("--rounds", type=int, default=3, help="with --metrics both: on/off pairs per route and concurrency")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads for the in-process part (default 1: what each server worker uses)")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         print("wrk is not installed: apt-get install wrk", file=sys.stderr)
         return 2
+    if args.metrics == "both":
+        return compare_metrics(args, argv)
     from ml_service.store import ModelStore
 
     model, _ = build_model(args.users, args.items, args.factors)
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             port = free_port()
             env = {**os.environ, "ML_TOTARA_URL": "http://127.0.0.1:9", "ML_TOTARA_KEY": key,
                    "ML_MODELS_DIR": str(root / "models"), "ML_LOGS_DIR": str(root / f"logs{workers}"),
-                   "ML_BIND": f"127.0.0.1:{port}", "ML_WORKERS": str(workers)}
+                   "ML_BIND": f"127.0.0.1:{port}", "ML_WORKERS": str(workers), "ML_METRICS": "1" if args.metrics == "on" else "0"}
             server = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve", "--no-scheduler"], env=env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             url = f"http://127.0.0.1:{port}"
@@ -229,6 +234,114 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "tenant": {"users": args.users, "items": args.items, "factors": args.factors},
         **results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1))
+    return 0
+
+
+OVERHEAD_PROBE = r"""
+import asyncio, json, time
+from ml_service.metrics import MetricsMiddleware
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+async def send(message): pass
+async def receive(): return {"type": "http.request"}
+wrapped = MetricsMiddleware(app, known_paths={"/user-items"})
+scope = {"type": "http", "path": "/user-items", "method": "GET"}
+async def timed(target, n):
+    begun = time.perf_counter()
+    for _ in range(n):
+        await target(scope, receive, send)
+    return (time.perf_counter() - begun) / n * 1e6
+async def main():
+    await timed(wrapped, 2000)
+    plain, with_metrics = [], []
+    for _ in range(7):  # interleaved, best of 7: the least disturbed by other work on the host
+        plain.append(await timed(app, 20000)); with_metrics.append(await timed(wrapped, 20000))
+    print(json.dumps({"plain_us": round(min(plain), 3), "with_metrics_us": round(min(with_metrics), 3),
+                      "overhead_us": round(min(with_metrics) - min(plain), 3)}))
+asyncio.run(main())
+"""
+
+
+def middleware_overhead(multiprocess: bool) -> dict:
+    """Microseconds the metrics middleware adds to one request (a do-nothing ASGI app with and without it)."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with tempfile.TemporaryDirectory() as folder:
+        if multiprocess:
+            env["PROMETHEUS_MULTIPROC_DIR"] = folder
+        out = subprocess.run([sys.executable, "-c", OVERHEAD_PROBE], env=env, capture_output=True, text=True, check=True)
+    return {"multiprocess": multiprocess, **json.loads(out.stdout)}
+
+
+def compare_metrics(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Throughput with metrics on and off: two servers side by side, wrk runs alternating between them.
+
+    The host is shared with other work, so on and off runs are interleaved (on, off, off, on, ...) and each
+    configuration's median over the rounds is compared; a drift in background load hits both alike.
+    """
+    import statistics
+
+    from ml_service.store import ModelStore
+
+    overhead = [middleware_overhead(False), middleware_overhead(True)]
+    print("metrics middleware per request:", overhead, flush=True)
+    model, _ = build_model(args.users, args.items, args.factors)
+    key = "bench-" + os.urandom(8).hex()
+    rows: list[dict] = []
+    summary: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        store = ModelStore(root / "models" / "recommender")
+        store.publish("0", model)
+        store.write_status({"0": {"state": "trained", "msg": "success"}})
+        lua = root / "bench.lua"
+        lua.write_text(LUA)
+        for workers in args.workers:
+            servers: dict[str, tuple[subprocess.Popen, str]] = {}
+            try:
+                for mode in ("on", "off"):
+                    port = free_port()
+                    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+                    env.update({"ML_TOTARA_URL": "http://127.0.0.1:9", "ML_TOTARA_KEY": key, "ML_MODELS_DIR": str(root / "models"),
+                                "ML_LOGS_DIR": str(root / f"logs-{mode}-{workers}"), "ML_BIND": f"127.0.0.1:{port}",
+                                "ML_WORKERS": str(workers), "ML_METRICS": "1" if mode == "on" else "0"})
+                    proc = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve", "--no-scheduler"], env=env,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    servers[mode] = (proc, f"http://127.0.0.1:{port}")
+                for _, url in servers.values():
+                    wait_ready(url, key)
+                for route in ("user-items", "similar-items"):
+                    for _, url in servers.values():
+                        run_wrk(url, key, route, 32, 3, args.users, args.items, lua)  # warm-up
+                    for concurrency in args.concurrency:
+                        rates: dict[str, list[float]] = {"on": [], "off": []}
+                        for round_ in range(args.rounds):
+                            order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
+                            for mode in order:
+                                stats = run_wrk(servers[mode][1], key, route, concurrency, args.seconds, args.users, args.items, lua)
+                                rates[mode].append(stats["requests_per_s"])
+                                rows.append({"workers": workers, "route": route, "concurrency": concurrency, "metrics": mode,
+                                             "round": round_, **stats})
+                                print(f"workers={workers} {route:13s} c={concurrency:3d} metrics={mode:3s} round {round_}: "
+                                      f"{stats['requests_per_s']:8.0f} req/s p99={stats['p99_ms']:.2f}ms errors={stats['errors']}", flush=True)
+                        on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+                        summary.append({"workers": workers, "route": route, "concurrency": concurrency, "median_on_rps": round(on, 1),
+                                        "median_off_rps": round(off, 1), "on_over_off": round(on / off, 4)})
+                        print(f"  -> metrics on/off = {on / off:.3f}", flush=True)
+            finally:
+                for proc, _ in servers.values():
+                    proc.terminate()
+                    proc.wait(30)
+    payload = {
+        "command": "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "note": "shared with other jobs; on/off runs interleaved, medians compared"},
+        "tenant": {"users": args.users, "items": args.items, "factors": args.factors},
+        "summary": summary, "middleware_overhead": overhead, "runs": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1))

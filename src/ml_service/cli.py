@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("version", nargs="?")
     p.set_defaults(handler=_cmd_models)
 
+    p = sub.add_parser("admin-user", help="add or replace a dashboard account in the ML_ADMIN_USERS file")
+    p.add_argument("action", choices=("add",))
+    p.add_argument("name")
+    p.add_argument("--role", choices=("viewer", "operator"), required=True)
+    p.add_argument("--file", type=Path, help="accounts file (default ML_ADMIN_USERS)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.set_defaults(handler=_cmd_admin_user)
+
     p = sub.add_parser("call", help="sign and send a request to the service, e.g. call /user-items totara_user_id=2 ...")
     p.add_argument("path")
     p.add_argument("params", nargs="*", metavar="NAME=VALUE")
@@ -119,17 +127,31 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     configure_logging(settings.logs_dir, console=not ns.scheduled)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     source = _make_source(settings, Path(source_arg) if from_folder else None, force=ns.force)
+    from ml_service.training.progress import ProgressWriter
+
+    live = ProgressWriter(settings.logs_dir)  # what the server's /health-check and dashboard show
+    progress = _Progress(sys.stderr, live.state)
+
+    def report(event: str, details: dict[str, Any]) -> None:
+        live.reporter(event, details)
+        progress(event, details)
+
     try:
         with RunLock.for_settings(settings, "train --scheduled" if ns.scheduled else "train").held(
             wait=ns.wait, on_wait=lambda holder: print(f"Waiting for the training run of {holder.describe()}", file=sys.stderr, flush=True)
         ):
-            progress = _Progress(sys.stderr)
-            result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=progress)
+            try:
+                result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=report)
+            except BaseException as exc:
+                live.finish(False, f"{type(exc).__name__}: {exc}")
+                raise
+            live.finish(result.ok, result.error or ("" if result.ok else "some tenants failed"))
             progress.close()
     except RunLockBusy as exc:
         import logging
 
         logging.getLogger("ml_service.training").warning("training not started: %s", exc)
+        live.finish(False, f"not started: {exc}")
         print(f"Training not started: {exc}; use --wait to wait for it", file=sys.stderr)
         return EXIT_FAILED
     if result.error:
@@ -158,21 +180,29 @@ def _make_source(settings: Settings, folder: Path | None, *, force: bool = False
 class _Progress:
     """Progress of a training run: a bar on a terminal, plain lines otherwise."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, live: dict[str, Any] | None = None) -> None:
         self.out = out
+        self.live = live  # ProgressWriter.state: fraction done and ETA
         self.tty = out.isatty()
         self.bar: Any = None
 
     def __call__(self, event: str, details: dict[str, Any]) -> None:
         if event == "tenant-start":
             message = f"tenant {details['tenant']}: starting"
+        elif event == "stage" and details.get("tenant") is None:
+            message = f"{details['stage']}: downloading the export"
         elif event == "stage":
             message = f"tenant {details['tenant']}: {details['stage']}"
+        elif event == "candidate":
+            message = f"tenant {details['tenant']}: auto tries {details['candidate']} ({details['position'] + 1}/{details['total']})"
         elif event == "tenant-done":
             r = details["result"]
             message = f"tenant {r.tenant}: {r.state} ({r.algorithm}) {r.msg}"
         else:
             return
+        if self.live is not None and event != "tenant-done":
+            eta = self.live.get("eta_s")
+            message += f"  [{100 * float(self.live.get('fraction') or 0):.0f}%" + (f", about {eta:.0f} s left]" if eta is not None else "]")
         if self.tty:
             from tqdm import tqdm
 
@@ -263,6 +293,30 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     settings = Settings.from_env(require_totara=False)
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
     return models_command(store, ns.action, ns.tenant, ns.version, sys.stdout)
+
+
+def _cmd_admin_user(ns: argparse.Namespace) -> int:
+    import getpass
+
+    from ml_service.api.admin.accounts import AccountsError, add_account
+
+    target = ns.file or (Path(os.environ["ML_ADMIN_USERS"]) if os.environ.get("ML_ADMIN_USERS") else None)
+    if target is None:
+        raise ConfigError("ML_ADMIN_USERS is not set and no --file was given: name the accounts file")
+    if ns.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"Password for {ns.name}: ")
+        if getpass.getpass("Again: ") != password:
+            print("The passwords differ; nothing was written", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        add_account(target, ns.name, ns.role, password)
+    except AccountsError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{ns.name} ({ns.role}) written to {target}")
+    return EXIT_OK
 
 
 def _cmd_simulate(ns: argparse.Namespace) -> int:

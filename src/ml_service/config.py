@@ -83,6 +83,13 @@ class Settings:
     totara_ca_bundle: Path | None = None
     # Deadline of one scheduled training child in minutes (0 = none); see README for how the default was chosen.
     train_timeout_minutes: float = 180.0
+    # Observability (api/admin, metrics.py): /metrics on/off and its bearer token; the dashboard's accounts.
+    metrics_enabled: bool = True
+    metrics_token: str = ""
+    admin_users_file: Path | None = None
+    admin_password: str = ""
+    admin_session_s: float = 28800.0
+    admin_login_attempts: int = 5  # failed logins per client address per minute before refusing
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -155,6 +162,12 @@ class Settings:
             totara_verify_tls=verify_tls,
             totara_ca_bundle=ca_bundle,
             train_timeout_minutes=_parse_number(env, "ML_TRAIN_TIMEOUT", 180.0, minimum=0.0, kind=float),
+            metrics_enabled=_parse_bool(env, "ML_METRICS", True),
+            metrics_token=(env.get("ML_METRICS_TOKEN") or "").strip(),
+            admin_users_file=Path(get("ML_ADMIN_USERS")) if get("ML_ADMIN_USERS") else None,
+            admin_password=env.get("ML_ADMIN_PASSWORD") or "",
+            admin_session_s=_parse_number(env, "ML_ADMIN_SESSION_SECONDS", 28800.0, minimum=60.0, kind=float),
+            admin_login_attempts=_parse_number(env, "ML_ADMIN_LOGIN_ATTEMPTS", 5, minimum=1, maximum=1000, kind=int),
         )
 
     def with_(self, **changes: object) -> "Settings":

@@ -109,6 +109,10 @@ def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
     settings.ensure_dirs()
     configure_logging(settings.logs_dir)  # the scheduler logs from this (supervisor) process
     store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+    if settings.workers > 1 and settings.metrics_enabled and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from ml_service.metrics import prepare_multiprocess
+
+        prepare_multiprocess(settings.logs_dir / "prometheus")  # /metrics then adds up every worker's counters
     sockets = open_sockets(settings.bind)
     config = uvicorn.Config(
         APP_FACTORY,

@@ -17,6 +17,9 @@ from ml_service.api.favicon import FAVICON_PATH
 from ml_service.api.health import SchedulerInfo, TotaraProbe, health_report
 from ml_service.api.home import render_home
 from ml_service.api.middleware import AccessLogMiddleware, DispatchMiddleware
+from ml_service.api.admin import build_admin_app
+from ml_service.api.mount import ObservabilityMount
+from ml_service.training.progress import current_run
 from ml_service.api.responses import SortedJSONResponse
 from ml_service.api.routes import build_router
 from ml_service.config import Settings
@@ -49,6 +52,8 @@ def create_app(
         recommender = Recommender(
             store, retry_wait_s=settings.load_retry_wait_s, retry_max_wait_s=settings.load_retry_max_wait_s
         )
+    admin = build_admin_app(settings, store, recommender, scheduler=scheduler, clock=clock)
+    metrics = None
     probe = health_probe if health_probe is not None else TotaraProbe.from_settings(settings)
     try:
         recommender.refresh()
@@ -89,6 +94,13 @@ def create_app(
             scheduler=scheduler,
             now=clock(),
         )
+        run = current_run(settings.logs_dir)  # live progress of the newest training run, if any was recorded
+        if run is not None and isinstance(body.get("service"), dict):
+            body["service"]["training_progress"] = run
+        if metrics is not None:
+            from ml_service.metrics import PROBE_UP
+
+            PROBE_UP.set(0 if body.get("errors") else 1)
         return SortedJSONResponse(body)
 
     @app.get("/", include_in_schema=False)
@@ -106,5 +118,17 @@ def create_app(
     # add_middleware puts the last added outermost: access log -> auth -> HEAD/OPTIONS/hot routes -> routing.
     app.add_middleware(DispatchMiddleware, known_paths=known_paths, fast_routes=routes.endpoints if fast_path else None)
     app.add_middleware(AuthMiddleware, key=SecretKey(settings.totara_key), clock=clock)
+    if settings.metrics_enabled:
+        from ml_service.metrics import MetricsEndpoint, exposition_registry, instrument_recommender
+
+        instrument_recommender(recommender)
+        metrics = MetricsEndpoint(exposition_registry(recommender, settings.training_jsonl), settings.metrics_token)
+    app.add_middleware(ObservabilityMount, metrics=metrics, admin=admin, bare_router=app.router,
+                       has_admin_session=admin.has_session if admin is not None else (lambda scope: False))
     app.add_middleware(AccessLogMiddleware)
+    if settings.metrics_enabled:
+        from ml_service.metrics import WORKER_UP, MetricsMiddleware
+
+        WORKER_UP.set(1)
+        app.add_middleware(MetricsMiddleware, known_paths=known_paths | {"/metrics"})
     return app

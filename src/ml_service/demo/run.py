@@ -46,6 +46,8 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
             "ML_RECOMMENDATION_ALGORITHM": os.environ.get("ML_RECOMMENDATION_ALGORITHM", "auto"),
             "ML_AUTO_TIME_BUDGET": os.environ.get("ML_AUTO_TIME_BUDGET", "120"),
             "ML_NUM_THREADS": os.environ.get("ML_NUM_THREADS", str(min(4, os.cpu_count() or 1))),
+            # The dashboard is on in the demo, with a generated password (or the one given).
+            "ML_ADMIN_PASSWORD": os.environ.get("ML_ADMIN_PASSWORD") or secrets.token_urlsafe(12),
         }
         os.environ.update(env)  # the server's worker builds its app from the environment
         settings = Settings.from_env()
@@ -60,6 +62,7 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
             return 1
         print(format_summary(result.tenants), flush=True)
         print(example_calls(settings.bind[0], key, *_example_ids(store)), flush=True)
+        print(f"Dashboard: http://{settings.bind[0]}/admin/   user: admin   password: {settings.admin_password}", flush=True)
         if serve_after:
             serve(settings)
         return 0 if result.ok else 1

@@ -58,6 +58,7 @@ def train_auto(
     algorithms: Mapping[str, Algorithm] | None = None,
     clock: Callable[[], float] = time.monotonic,
     protocol: str = "random",
+    on_candidate: Callable[[str, int, int], None] | None = None,
 ) -> AutoResult:
     """Tune `popular` and then each candidate (cheapest first) until `budget_s` is spent; refit the best on all data.
 
@@ -87,7 +88,9 @@ def train_auto(
     on_train: dict[str, TrainedModel] = {}  # each candidate's best model fitted on the validation split's train part
 
     order = [BASELINE] + [name for name in cost_order(candidates, data) if name != BASELINE]
-    for name in order:
+    for position, name in enumerate(order):
+        if on_candidate is not None:  # live progress (training/progress.py): which candidate, of how many
+            on_candidate(name, position, len(order))
         if name != BASELINE and clock() >= deadline:
             skipped[name] = f"time budget of {budget_s:g} s used up before it could start"
             continue

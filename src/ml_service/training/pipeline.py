@@ -71,6 +71,7 @@ class TenantResult:
             "params": model.params if model else {},
             "metrics": model.metrics if model else {},
             "auto": model.info.get("auto") if model else None,
+            "load_report": model.info.get("load_report") if model else None,
         }
 
 
@@ -84,7 +85,9 @@ class RunResult:
     seconds: float = 0.0
 
 
-def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None = None) -> TenantResult:
+def train_tenant(
+    data: TenantData, settings: Settings, *, algorithm: str | None = None, reporter: Reporter | None = None
+) -> TenantResult:
     """Fit the model for one tenant's data: a pure function of the data and the settings."""
     name = algorithm or settings.algorithm
     sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
@@ -101,6 +104,9 @@ def train_tenant(data: TenantData, settings: Settings, *, algorithm: str | None 
         result = train_auto(
             data, threads=settings.num_threads, seed=settings.seed, budget_s=settings.auto_time_budget_s,
             identity=settings.identity_features, protocol=settings.validation_protocol,
+            on_candidate=None if reporter is None else (
+                lambda cand, pos, total: reporter("candidate", {"tenant": data.tenant, "candidate": cand, "position": pos, "total": total})
+            ),
         )
         model, msg, state, used = result.model, "success", "trained", f"auto:{result.choice}"
         model.info["search"] = {
@@ -169,16 +175,20 @@ def run_training(
     run_started = time.monotonic()
     run_stamp = summary_timestamp()  # every row of a run carries the run's start time (D10: not the process's)
     name = algorithm or settings.algorithm
+    report("stage", {"tenant": None, "stage": "fetch"})
     try:
         snapshot = source.fetch()
     except (SourceError, OSError) as exc:  # OSError: e.g. a full disk while staging the download
         log.error("training run failed: %s", exc)
         _log_rows(settings, [SummaryRow(run_stamp, name, "all", DOWNLOAD_FAILED_MSG)])
-        append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time()})
+        download = {"ok": False, "seconds": round(time.monotonic() - run_started, 3), "bytes": 0}
+        append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time(), "download": download})
         return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
+    download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root)}
     results: list[TenantResult] = []
     try:
         wanted = [t for t in snapshot.tenants if tenants is None or t in tenants]
+        report("tenants", {"tenants": wanted})
         for tenant in wanted:
             report("tenant-start", {"tenant": tenant})
             result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report)
@@ -195,7 +205,8 @@ def run_training(
     ok = all(r.state != "failed" for r in results)
     append_jsonl(
         settings.training_jsonl,
-        {"event": "run", "ok": ok, "tenants": [r.tenant for r in results], "seconds": round(seconds, 3), "at": time.time()},
+        {"event": "run", "ok": ok, "tenants": [r.tenant for r in results], "seconds": round(seconds, 3), "at": time.time(),
+         "download": download},
     )
     return RunResult(ok, results, seconds=seconds)
 
@@ -214,7 +225,7 @@ def _train_one(
         data = load_tenant(files)
         seconds["load"] = round(time.monotonic() - started, 3)
         report("stage", {"tenant": tenant, "stage": "train"})
-        result = train_tenant(data, settings, algorithm=name)
+        result = train_tenant(data, settings, algorithm=name, reporter=report)
         assert result.model is not None
         result.model.info["data_fingerprint"] = fingerprint(files)
         report("stage", {"tenant": tenant, "stage": "publish"})
@@ -228,6 +239,14 @@ def _train_one(
         return TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name, seconds=seconds)
     result.seconds = {**seconds, **result.seconds}
     return result
+
+
+def _folder_bytes(root: Path) -> int:
+    """Bytes of the export files a fetch produced (the download size for an HTTP source)."""
+    try:
+        return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
+    except OSError:
+        return 0
 
 
 def fingerprint(files: TenantFiles) -> str:

@@ -1,0 +1,152 @@
+"""/metrics: names, labels and values after a real training run and requests; the bearer token; 2 workers added up."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ml_service.auth import signed_headers
+from ml_service.config import Settings
+from ml_service.demo.run import SAMPLE_DIR
+from ml_service.demo.simulator import TotaraSimulator
+from ml_service.store import ModelStore
+from tests.api.conftest import serve  # noqa: F401 - the fixture
+from tests.api.support import closed_port
+from tests.test_server import _serve
+
+KEY = "metrics-test-key"
+TOKEN = "scraper-secret-9"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition as {(name, sorted labels): value}, parsed by prometheus_client's parser."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def train_sample(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
+    env.update({"ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"), "ML_NUM_THREADS": "1"})
+    return subprocess.run([sys.executable, "-m", "ml_service.cli", "train", "--source", str(SAMPLE_DIR), "--algorithm", "popular", *extra],
+                          env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    done = train_sample(root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_metrics_after_a_training_run_and_requests(trained: Path, serve: Callable[..., str]) -> None:  # noqa: F811
+    settings = Settings(totara_url=f"http://127.0.0.1:{closed_port()}", totara_key=KEY, models_dir=trained / "models",
+                        logs_dir=trained / "logs", metrics_token=TOKEN)
+    base = serve(settings, ModelStore(settings.recommender_dir))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    before = samples(httpx.get(base + "/metrics", headers=auth).text)
+    params = {"totara_user_id": "2", "item_type": "engage_article", "tenant": "0", "n_items": "3"}
+    for _ in range(7):
+        assert httpx.get(base + "/user-items", params=params, headers=signed_headers(KEY)).status_code == 200
+    assert httpx.get(base + "/user-items", params=params).status_code == 401  # unsigned: a 4xx
+    after = samples(httpx.get(base + "/metrics", headers=auth).text)
+
+    def delta(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("ml_service_http_requests_total", route="/user-items", status_class="2xx") == 7
+    assert delta("ml_service_http_requests_total", route="/user-items", status_class="4xx") == 1
+    assert delta("ml_service_http_request_duration_seconds_count", route="/user-items", status_class="2xx") == 7
+    assert delta("ml_service_http_request_duration_seconds_bucket", route="/user-items", status_class="2xx", le="+Inf") == 7
+    model = [labels for (name, labels) in after if name == "ml_service_model_info"]
+    assert {dict(l)["tenant"] for l in model} == {"0", "1", "2"} and all(dict(l)["algorithm"] == "popular" for l in model)
+    assert after[("ml_service_model_data_size", (("kind", "users"), ("tenant", "0")))] > 0
+    assert after[("ml_service_model_data_size", (("kind", "interactions"), ("tenant", "0")))] > 0
+    assert after[("ml_service_model_size_bytes", (("tenant", "0"),))] > 0
+    assert 0 <= after[("ml_service_model_age_seconds", (("tenant", "0"),))] < 3600
+    assert ("ml_service_model_heldout_metric", (("metric", "ndcg@10"), ("tenant", "0"))) in after
+    assert after[("ml_service_training_runs_total", (("outcome", "ok"),))] == 1
+    assert after[("ml_service_training_tenant_runs_total", (("outcome", "trained"),))] == 3
+    for stage in ("load", "train", "publish"):
+        assert ("ml_service_training_stage_seconds", (("stage", stage), ("tenant", "0"))) in after
+    assert after[("ml_service_download_runs_total", (("outcome", "ok"),))] == 1
+    assert after[("ml_service_download_bytes_total", ())] > 0
+    assert ("ml_service_training_rows_dropped", (("defect", "duplicate"), ("tenant", "0"))) in after
+    assert ("ml_service_training_last_success_timestamp_seconds", (("tenant", "0"),)) in after
+    # Every metric the shipped Grafana dashboard queries exists in the exposition.
+    grafana = (Path(__file__).parents[1] / "deploy" / "grafana-dashboard.json").read_text()
+    text = httpx.get(base + "/metrics", headers=auth).text
+    exposed = {name for name, _ in samples(text)}
+    exposed |= {f.name + suffix for f in text_string_to_metric_families(text) for suffix in ("", "_total")}  # declared, maybe empty
+    for queried in set(re.findall(r"ml_service_[a-z0-9_]+", grafana)):
+        assert queried in exposed, queried
+
+
+def test_metrics_token_is_required_when_set(trained: Path, serve: Callable[..., str]) -> None:  # noqa: F811
+    settings = Settings(totara_url="http://127.0.0.1:1", totara_key=KEY, models_dir=trained / "models", logs_dir=trained / "logs",
+                        metrics_token=TOKEN)
+    base = serve(settings, ModelStore(settings.recommender_dir))
+    assert httpx.get(base + "/metrics").status_code == 401
+    assert httpx.get(base + "/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.get(base + "/metrics", headers=signed_headers(KEY)).status_code == 401  # Totara's key is not the token
+    assert httpx.get(base + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_metrics_can_be_turned_off(trained: Path, serve: Callable[..., str]) -> None:  # noqa: F811
+    settings = Settings(totara_url="http://127.0.0.1:1", totara_key=KEY, models_dir=trained / "models", logs_dir=trained / "logs",
+                        metrics_enabled=False)
+    base = serve(settings, ModelStore(settings.recommender_dir))
+    assert httpx.get(base + "/metrics").status_code == 401  # an ordinary unknown path: Totara's signature first
+
+
+def test_two_workers_are_added_up(tmp_path: Path) -> None:
+    done = train_sample(tmp_path)
+    assert done.returncode == 0, done.stderr
+    with TotaraSimulator(SAMPLE_DIR, "k", port=0) as simulator:
+        for base, _ in _serve(tmp_path, {"ML_TOTARA_URL": simulator.url, "ML_WORKERS": "2", "ML_METRICS_TOKEN": TOKEN,
+                                         "ML_RECOMMENDATION_RETRAIN_FREQ": "100000"}):
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            params = {"totara_user_id": "2", "item_type": "engage_article", "tenant": "0", "n_items": "3"}
+            start = samples(httpx.get(base + "/metrics", headers=headers).text)
+            n = 40
+            for _ in range(n):  # a new connection each time: the kernel spreads them over both workers
+                assert httpx.get(base + "/user-items", params=params, headers=signed_headers("server-test-key")).status_code == 200
+            key = ("ml_service_http_requests_total", (("route", "/user-items"), ("status_class", "2xx")))
+            for _ in range(4):  # whichever worker answers the scrape, it reports both workers' counts
+                now = samples(httpx.get(base + "/metrics", headers=headers).text)
+                assert now[key] - start.get(key, 0.0) == n
+            pids = {dict(labels)["pid"] for (name, labels) in now if name == "ml_service_worker_up"}
+            assert len(pids) == 2
+
+
+def test_a_dead_workers_live_gauge_is_forgotten(tmp_path: Path) -> None:
+    probe = r"""
+import os, subprocess, sys
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from ml_service.metrics import WORKER_UP, forget_dead_workers
+WORKER_UP.set(1)
+child = subprocess.run([sys.executable, "-c", "from ml_service.metrics import WORKER_UP; WORKER_UP.set(1)"], check=True)
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+before = generate_latest(registry).decode().count("ml_service_worker_up{")
+forget_dead_workers()
+after = generate_latest(registry).decode().count("ml_service_worker_up{")
+print(before, after)
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "1"]  # the exited child's gauge is gone, this process's stays
