@@ -91,6 +91,22 @@ def test_ease_above_its_catalogue_limit_is_skipped_with_the_reason() -> None:
     assert "ease" not in result.scores and "knn" in result.scores
 
 
+class TooCostly(EASEAlgorithm):
+    """EASE whose cost model says one fit takes an hour."""
+
+    def cost(self, data: TenantData) -> tuple[float, int]:
+        return 3600.0, 0
+
+
+def test_a_candidate_whose_estimated_fit_exceeds_the_budget_left_is_skipped() -> None:
+    data = make_tenant(n_users=60, n_items=30, seed=5)
+    result = train_auto(data, seed=5, budget_s=600, candidates=("ease", "knn"), algorithms={"ease": TooCostly()})
+    assert result.skipped["ease"].startswith("one fit is estimated at 3600 s")
+    assert "ease" not in result.scores and "knn" in result.scores
+    cheap = train_auto(data, seed=5, budget_s=600, candidates=("edlae",))
+    assert "edlae" in cheap.scores and "edlae" not in cheap.skipped
+
+
 def test_a_failing_candidate_is_skipped_not_fatal() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=6)
     result = train_auto(data, seed=6, budget_s=600, candidates=("broken", "knn"), algorithms={"broken": Broken()})

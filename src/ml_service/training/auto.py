@@ -15,7 +15,7 @@ from ml_service.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "knn", "lda")
+DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "edlae", "knn", "lda")
 METRIC = "ndcg@10"
 BASELINE = "popular"
 BLEND_PARTNERS = 3  # blends tried: the best factor model with each of the next three
@@ -42,7 +42,7 @@ def cost_order(names: Sequence[str], data: TenantData) -> list[str]:
     """
     ease_rank = 1.0 if data.n_items <= 3000 else 3.5
     rank = {
-        "popular": 0.0, "knn": 0.5, "ease": ease_rank, "als": 2.0, "lda": 2.5, "mf": 3.0, "partial": 4.0, "hybrid": 5.0,
+        "popular": 0.0, "knn": 0.5, "ease": ease_rank, "edlae": ease_rank + 0.1, "als": 2.0, "lda": 2.5, "mf": 3.0, "partial": 4.0, "hybrid": 5.0,
     }
     return sorted(dict.fromkeys(names), key=lambda name: (rank.get(name, 6.0), name))
 
@@ -102,6 +102,10 @@ def train_auto(
             if not ok:
                 skipped[name] = reason
                 continue
+        estimate = getattr(chosen, "cost", None)
+        if name != BASELINE and estimate is not None and estimate(data)[0] > deadline - clock():
+            skipped[name] = f"one fit is estimated at {estimate(data)[0]:.0f} s, more than the budget left"
+            continue
         begun = clock()
         try:
             tuned = tune(
