@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 REFERENCE_ALGORITHMS = ("hybrid", "partial", "mf")
-PROJECT_ALGORITHMS = ("als", "ease", "knn", "lda", "popular")
+PROJECT_ALGORITHMS = ("als", "ease", "edlae", "knn", "lda", "popular")
 ALGORITHMS = ("auto",) + REFERENCE_ALGORITHMS + PROJECT_ALGORITHMS
 APP_MODES = {"production": "Production", "development": "Development", "testing": "Testing"}
 SEEN_POLICIES = ("exclude", "demote")
