@@ -127,6 +127,19 @@ def test_cheapest_candidates_come_first() -> None:
     ]
 
 
+def test_dense_item_models_move_back_only_when_their_estimated_fit_is_long() -> None:
+    from dataclasses import replace
+
+    from ml_service.data.tenant import Items
+
+    small = make_tenant(n_users=20, n_items=12, seed=0)
+    assert cost_order(("lda", "edlae", "ease", "als"), small) == ["ease", "edlae", "als", "lda"]
+    n = 9000  # about 146 s estimated for one inversion: behind ALS and LDA
+    wide = replace(small, items=Items([f"container_course{i}" for i in range(n)], np.zeros(n, np.int8), [],
+                                      small.items.tags[:0], [""] * n))
+    assert cost_order(("lda", "edlae", "ease", "als"), wide) == ["als", "lda", "ease", "edlae"]
+
+
 @pytest.mark.parametrize(("seed", "pair", "blended"), [(7, ("als", "lda"), False), (2, ("lda", "mf"), True)])
 def test_blends_the_two_best_factor_models_when_that_validates_better(
     seed: int, pair: tuple[str, str], blended: bool
