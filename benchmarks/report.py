@@ -34,6 +34,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Reliability: fuzzed requests, injected faults (kill -9, Totara faults, corrupt store, full disk) and a soak | `reliability.py` (+ `soak.py`) | `results/reliability.json` |
 | Serving with Prometheus metrics on vs off (interleaved) | `serving.py --metrics both` | `results/serving_metrics.json` |
 | Dashboard page render time, 100-tenant site | `dashboard.py` | `results/dashboard.json` |
+| MovieLens-1M under RecBole's "general" protocol, next to RecBole's published table | `recbole_ml1m.py` | `results/recbole_ml1m.json` |
 """
 
 
@@ -232,6 +233,7 @@ def main() -> int:
         ("reliability.json", reliability_section),
         ("serving_metrics.json", serving_metrics_section),
         ("dashboard.json", dashboard_section),
+        ("recbole_ml1m.json", recbole_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")

@@ -12,7 +12,7 @@ from typing import Mapping
 from ml_service.data.limits import MB, InputLimits
 
 REFERENCE_ALGORITHMS = ("hybrid", "partial", "mf")
-PROJECT_ALGORITHMS = ("als", "ease", "knn", "lda", "popular")
+PROJECT_ALGORITHMS = ("als", "ease", "edlae", "knn", "lda", "popular")
 ALGORITHMS = ("auto",) + REFERENCE_ALGORITHMS + PROJECT_ALGORITHMS
 APP_MODES = {"production": "Production", "development": "Development", "testing": "Testing"}
 SEEN_POLICIES = ("exclude", "demote")

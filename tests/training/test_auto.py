@@ -91,6 +91,22 @@ def test_ease_above_its_catalogue_limit_is_skipped_with_the_reason() -> None:
     assert "ease" not in result.scores and "knn" in result.scores
 
 
+class TooCostly(EASEAlgorithm):
+    """EASE whose cost model says one fit takes an hour."""
+
+    def cost(self, data: TenantData) -> tuple[float, int]:
+        return 3600.0, 0
+
+
+def test_a_candidate_whose_estimated_fit_exceeds_the_budget_left_is_skipped() -> None:
+    data = make_tenant(n_users=60, n_items=30, seed=5)
+    result = train_auto(data, seed=5, budget_s=600, candidates=("ease", "knn"), algorithms={"ease": TooCostly()})
+    assert result.skipped["ease"].startswith("one fit is estimated at 3600 s")
+    assert "ease" not in result.scores and "knn" in result.scores
+    cheap = train_auto(data, seed=5, budget_s=600, candidates=("edlae",))
+    assert "edlae" in cheap.scores and "edlae" not in cheap.skipped
+
+
 def test_a_failing_candidate_is_skipped_not_fatal() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=6)
     result = train_auto(data, seed=6, budget_s=600, candidates=("broken", "knn"), algorithms={"broken": Broken()})
@@ -109,6 +125,19 @@ def test_cheapest_candidates_come_first() -> None:
     assert cost_order(("hybrid", "partial", "mf", "als", "ease", "knn"), small) == [
         "knn", "ease", "als", "mf", "partial", "hybrid"
     ]
+
+
+def test_dense_item_models_move_back_only_when_their_estimated_fit_is_long() -> None:
+    from dataclasses import replace
+
+    from ml_service.data.tenant import Items
+
+    small = make_tenant(n_users=20, n_items=12, seed=0)
+    assert cost_order(("lda", "edlae", "ease", "als"), small) == ["ease", "edlae", "als", "lda"]
+    n = 9000  # about 146 s estimated for one inversion: behind ALS and LDA
+    wide = replace(small, items=Items([f"container_course{i}" for i in range(n)], np.zeros(n, np.int8), [],
+                                      small.items.tags[:0], [""] * n))
+    assert cost_order(("lda", "edlae", "ease", "als"), wide) == ["als", "lda", "ease", "edlae"]
 
 
 @pytest.mark.parametrize(("seed", "pair", "blended"), [(7, ("als", "lda"), False), (2, ("lda", "mf"), True)])
