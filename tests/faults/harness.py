@@ -25,7 +25,8 @@ import httpx
 
 from ml_service.auth import signed_headers
 from ml_service.demo.run import SAMPLE_DIR
-from ml_service.store import STATE_FILE, TMP_PREFIX, ModelStore, _new_version_id
+from ml_service.store import STATE_FILE, TMP_PREFIX, ModelStore
+from ml_service.store.format import new_version_id
 
 KEY = "fault-suite-key-0123"
 TENANTS = ("0", "1", "2")
@@ -332,7 +333,7 @@ def copy_as_new_version(env: Mapping[str, str], tenant: str, damage: Callable[[P
     folder = store.root / tenant
     current = store.current_version(tenant)
     assert current is not None
-    new = _new_version_id(store._version_names(folder))
+    new = new_version_id(store._version_names(folder))
     tmp = folder / f"{TMP_PREFIX}{new}"
     shutil.copytree(folder / current, tmp)
     damage(tmp)
