@@ -26,8 +26,10 @@ def state_token(root: Path) -> str:
     """Changes whenever a tenant's current pointer changes (one small read): servers poll it to hot-swap."""
     try:
         return (root / STATE_FILE).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):  # missing, or unreadable: servers keep what they serve
+    except (FileNotFoundError, UnicodeDecodeError):  # no publish yet, or garbage: servers re-check every pointer
         return ""
+    # Any other OSError (a folder in its place, no permission, an I/O error) is raised: servers keep what they
+    # serve and log it once (serving.Recommender.refresh), rather than polling a broken store silently.
 
 
 def touch_state(root: Path) -> None:

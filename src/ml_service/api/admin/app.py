@@ -342,7 +342,7 @@ class AdminApp:
             return self._done(session, what, tenant, "refused: this build's model store cannot pin versions", f"/admin/tenants/{tenant}")
         try:
             if what == "pin":
-                self.store.pin(tenant, str(request.state.form.get("version") or ""))
+                self.store.pin(tenant, str(request.state.form.get("version") or "") or None)
             else:
                 self.store.unpin(tenant)
             self.recommender.refresh()
