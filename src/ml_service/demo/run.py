@@ -24,7 +24,7 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
 
     `host` is the listen address (0.0.0.0 in Docker, so the published port reaches it).
     """
-    from ml_service.cli import format_summary
+    from ml_service.run_summary import format_summary
     from ml_service.demo.simulator import TotaraSimulator
     from ml_service.logs import configure_logging
     from ml_service.server import serve

@@ -7,7 +7,6 @@ left tenants.csv), `files` (durable writes: the seam for another storage backend
 
 from __future__ import annotations
 
-from typing import Any
 
 from ml_service.store.format import FORMAT_VERSION, META_FILE, CorruptVersionError, LoadedModel, StoreError
 from ml_service.store.model_store import (
@@ -25,14 +24,5 @@ from ml_service.store.status import STATE_FILE, STATUS_FILE
 __all__ = [
     "CURRENT_FILE", "DELETE_PREFIX", "FORMAT_VERSION", "LOCK_FILE", "META_FILE", "PINNED_FILE", "RUN_LOCK_FILE",
     "STATE_FILE", "STATUS_FILE", "TMP_PREFIX", "CorruptVersionError", "LoadedModel", "LockHolder", "ModelStore",
-    "RunLock", "RunLockBusy", "StoreError", "VersionInfo", "models_command",
+    "RunLock", "RunLockBusy", "StoreError", "VersionInfo",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """`models_command` moved to the CLI layer (ml_service.cli_models); still importable from here, lazily."""
-    if name == "models_command":
-        from ml_service.cli_models import models_command
-
-        return models_command
-    raise AttributeError(f"module 'ml_service.store' has no attribute {name!r}")
