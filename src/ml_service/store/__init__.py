@@ -7,7 +7,6 @@ left tenants.csv), `files` (durable writes: the seam for another storage backend
 
 from __future__ import annotations
 
-
 from ml_service.store.format import FORMAT_VERSION, META_FILE, CorruptVersionError, LoadedModel, StoreError
 from ml_service.store.model_store import (
     CURRENT_FILE,
