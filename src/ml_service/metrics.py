@@ -349,7 +349,7 @@ def forget_dead_workers() -> None:
         return
     from prometheus_client.multiprocess import mark_process_dead
 
-    from ml_service.training.progress import pid_alive
+    from ml_service.processes import pid_alive
 
     for path in Path(directory).glob("gauge_live*_*.db"):
         pid_text = path.stem.rsplit("_", 1)[-1]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ml_service.config import Settings
+from ml_service.processes import process_start_time, same_process
 from ml_service.training.logs import SummaryRow, append_jsonl, append_summary, summary_timestamp
 
 log = logging.getLogger("ml_service.scheduler")
@@ -150,40 +151,10 @@ class SchedulerView:
         state = self._read()
         if not state.get("running"):
             return False
-        if not _alive(state.get("pid"), state.get("pid_start")):
+        if not same_process(state.get("pid"), state.get("pid_start")):
             return False
         child = state.get("child_pid")
-        return child is None or _alive(child, state.get("child_start"))
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of a live process (Linux /proc/PID/stat), which tells it from a later process
-    given the same pid; None when the process is gone, a zombie, or there is no /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the name may contain spaces; fields after it start at field 3
-    if len(fields) < 20 or fields[0] in ("Z", "X"):
-        return None
-    return fields[19]  # field 22, starttime
-
-
-def _alive(pid: Any, start: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if Path("/proc/self/stat").exists():
-        now = process_start_time(pid)
-        return now is not None and (start is None or now == start)
-    if os.name != "posix":
-        return True  # no cheap, safe check (os.kill on Windows terminates): trust the file
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return child is None or same_process(child, state.get("child_start"))
 
 
 def scheduler_state_path(settings: Settings) -> Path:

@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ml_service.processes import process_started_at
+
 log = logging.getLogger("ml_service.source")
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -61,19 +63,6 @@ def _creator_alive(pid: int, created: float) -> bool:
         return False
     except PermissionError:
         pass  # alive, owned by another user
-    started = _process_start(pid)
+    started = process_started_at(pid)
     # A pid reused after a restart (containers restart with the same low pids): that process began after the folder.
     return started is None or started <= created + 2.0
-
-
-def _process_start(pid: int) -> float | None:
-    """Start time of `pid` in UTC seconds from /proc (Linux); None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
-        )
-        ticks = float(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from ml_service.processes import pid_alive, process_start_time
 from ml_service.store.files import atomic_write, exclusive_lock, sweep_tmp_files
 from ml_service.store.format import StoreError
 
@@ -153,9 +154,9 @@ class RunLock:
         if age > self.stale_after_s:
             return f"no heartbeat for {age:.0f} s (limit {self.stale_after_s:.0f} s)"
         if holder.host == socket.gethostname() and holder.pid > 0 and os.name != "nt":
-            if not _pid_alive(holder.pid):
+            if not pid_alive(holder.pid):
                 return f"process {holder.pid} is no longer running"
-            if holder.pid_start and _pid_start(holder.pid) not in ("", holder.pid_start):
+            if holder.pid_start and (process_start_time(holder.pid) or "") not in ("", holder.pid_start):
                 return f"process {holder.pid} is a different process now (the pid was reused)"
         return ""
 
@@ -163,7 +164,7 @@ class RunLock:
         token = secrets.token_hex(8)
         document = {
             "pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(), "command": self.command,
-            "token": token, "pid_start": _pid_start(os.getpid()),
+            "token": token, "pid_start": process_start_time(os.getpid()) or "",
         }
         atomic_write(self.path, json.dumps(document).encode("utf-8"))
         self._token = token
@@ -179,24 +180,3 @@ class RunLock:
 
     def _guard(self) -> contextlib.AbstractContextManager[None]:
         return exclusive_lock(self.root / GUARD_FILE)  # on Windows the check-and-write is then only nearly atomic
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped by its parent) is not running
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _pid_start(pid: int) -> str:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart; "" elsewhere."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from ml_service.processes import pid_alive
+
 PROGRESS_DIR = "progress"  # under ML_LOGS_DIR
 KEEP_FINISHED = 3  # finished runs' files kept for display; older ones are removed when a run starts
 # Share of a tenant's work each stage starts at (load → train → publish); training dominates.
@@ -18,21 +20,6 @@ ETA_MIN_FRACTION = 0.05  # below this, an estimate of the remaining time is nois
 
 def progress_dir(logs_dir: Path) -> Path:
     return Path(logs_dir) / PROGRESS_DIR
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process with this id exists (on this host)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def atomic_write_json(path: Path, document: dict[str, Any]) -> None:
