@@ -66,6 +66,7 @@ def test_programs_are_served_as_their_own_type_and_family(
     assert model.type_names == (*ITEM_TYPES, PROGRAM)
     programs = np.flatnonzero(model.item_types == 5)
     assert programs.size >= 5 and all(model.item_ids[i].startswith(PROGRAM) for i in programs)
+    assert PROGRAM in model.metrics["per_type"]  # the evaluation reports the newer type by its name
     url = serve(settings, trained)
 
     def get(path: str, **params: str) -> dict:
