@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence, TextIO
 import numpy as np
 
 from ml_service.config import ALGORITHMS, ConfigError, Settings
-from ml_service.data.tenant import ITEM_TYPES, TenantData, item_type_of
+from ml_service.data.tenant import TenantData, item_type_of, type_index_of
 from ml_service.models.base import TrainedModel
 from ml_service.ranking import EXCLUDE, LEGACY_BATCH_DEMOTION, rank, score, similar
 from ml_service.source.base import TenantFiles
@@ -221,8 +221,9 @@ def write_outputs(
 def importable_items(model: TrainedModel) -> np.ndarray:
     """bool (n_items,): ids Totara's importer can split (letters_letters + digits) and whose prefix is the item's type."""
     types = np.asarray(model.item_types)
+    type_index = type_index_of(model.type_names)
     valid = np.array(
-        [bool(ITEM_ID_PATTERN.fullmatch(iid)) and item_type_of(iid) == int(t) for iid, t in zip(model.item_ids, types)],
+        [bool(ITEM_ID_PATTERN.fullmatch(iid)) and item_type_of(iid, type_index) == int(t) for iid, t in zip(model.item_ids, types)],
         dtype=bool,
     )
     if not valid.all():
@@ -234,7 +235,7 @@ def importable_items(model: TrainedModel) -> np.ndarray:
 def i2u_lines(
     model: TrainedModel, n: int, valid_items: np.ndarray | None = None, seen_policy: str = EXCLUDE
 ) -> Iterator[str]:
-    """`uid,iid,ranking` lines: per user, per type in ITEM_TYPES order, the n best items of that type.
+    """`uid,iid,ranking` lines: per user, per type in the model's type order, the n best items of that type.
 
     ranking.rank for a block of users at a time: seen items excluded, or demoted by 0.3 x the unseen score
     range with seen_policy "demote" (spec §11 item 14).
@@ -253,7 +254,7 @@ def i2u_lines(
         # columns: type 0's ranks, type 1's ranks, ...; row-major order is then user, type, rank
         per_type = [
             rank(model, scored, t, n, seen_policy, exclude=exclude, demotion=LEGACY_BATCH_DEMOTION)
-            for t in range(len(ITEM_TYPES))
+            for t in range(len(model.type_names))
         ]
         keep = np.concatenate([lists.listed() for lists in per_type], axis=1)
         row_users = np.repeat(chunk, keep.sum(axis=1))

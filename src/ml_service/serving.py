@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from ml_service.data.tenant import ITEM_TYPES, TYPE_FAMILY, TYPE_INDEX
+from ml_service.data.tenant import ITEM_TYPES, type_families, type_index_of
 from ml_service.load_failures import LoadFailures, short, transient_cause
 from ml_service.models.base import FACTORS, TrainedModel
 from ml_service.ranking import EXCLUDE, family_candidates, rank, similar, type_candidates
@@ -22,13 +22,21 @@ from ml_service.store import ModelStore, StoreError
 log = logging.getLogger("ml_service.serving")
 _STORE = "*"  # the key LoadFailures logs store-wide problems under (no tenant id can be "*")
 
-# Longest names first so that no type name is left half-removed by a shorter one.
-_TYPE_NAMES_LONGEST_FIRST = tuple(sorted(ITEM_TYPES, key=len, reverse=True))
 
 
-def wire_id(item_id: str) -> str:
-    """The id as Totara receives it (spec §2.4): every occurrence of any type name removed, e.g. `123`."""
-    for name in _TYPE_NAMES_LONGEST_FIRST:
+def _longest_first(type_names: tuple[str, ...]) -> tuple[str, ...]:
+    """Longest names first so that no type name is left half-removed by a shorter one."""
+    return tuple(sorted(type_names, key=len, reverse=True))
+
+
+_TYPE_NAMES_LONGEST_FIRST = _longest_first(ITEM_TYPES)
+
+
+def wire_id(item_id: str, type_names: tuple[str, ...] = ITEM_TYPES) -> str:
+    """The id as Totara receives it (spec §2.4): every occurrence of any type name (the five, plus a model's
+    newer types when given) removed, e.g. `123`."""
+    names = _TYPE_NAMES_LONGEST_FIRST if type_names == ITEM_TYPES else _longest_first(type_names)
+    for name in names:
         if name in item_id:
             item_id = item_id.replace(name, "")
     return item_id
@@ -67,10 +75,13 @@ class TenantIndex:
         self.user_index: dict[str, int] = {uid: i for i, uid in enumerate(model.user_ids)}
         self.item_index: dict[str, int] = {iid: i for i, iid in enumerate(model.item_ids)}
         item_types = np.asarray(model.item_types)
+        # The model's own item types: the five known ones, then the tenant's newer ones (spec §11 item 16).
+        self.type_index: dict[str, int] = type_index_of(model.type_names)
+        self.type_family: tuple[int, ...] = type_families(model.type_names)
         # What each type's and family's lists may show, from the ranking module (its item filters apply here too).
-        self.type_items: tuple[np.ndarray, ...] = tuple(type_candidates(model, t) for t in range(len(ITEM_TYPES)))
-        self.family_items: dict[int, np.ndarray] = {f: family_candidates(model, f) for f in sorted(set(TYPE_FAMILY))}
-        self.wire_ids: list[str] = [wire_id(iid) for iid in model.item_ids]
+        self.type_items: tuple[np.ndarray, ...] = tuple(type_candidates(model, t) for t in range(len(model.type_names)))
+        self.family_items: dict[int, np.ndarray] = {f: family_candidates(model, f) for f in sorted(set(self.type_family))}
+        self.wire_ids: list[str] = [wire_id(iid, model.type_names) for iid in model.item_ids]
         # The same ids as JSON strings (quotes, escapes), so a response body is joined rather than encoded.
         self.json_wire_ids: list[str] = [json.dumps(wid, ensure_ascii=True) for wid in self.wire_ids]
         # Contiguous item-factor rows per type: /user-items then scores only the requested type's items.
@@ -99,6 +110,10 @@ class TenantIndex:
     def n_items(self) -> int:
         return len(self.item_index)
 
+    def has_type(self, item_type: str) -> bool:
+        """True for the five known item types and the newer types this tenant's model has (spec §11 item 16)."""
+        return item_type in self.type_index
+
     def find_item(self, item_id: str) -> int | None:
         """Index of a prefixed item id; unknown ids retry with `article` -> `microlearning` (spec §2.2 step 4)."""
         index = self.item_index.get(item_id)
@@ -117,9 +132,9 @@ class TenantIndex:
     def rank_user(self, user_id: str, item_type: str, n: int, seen_policy: str = EXCLUDE) -> list[tuple[int, float]]:
         """(item index, score) of the n best items of `item_type`; an unknown user gets cold start (D1).
 
-        Raises KeyError for an item type that is not one of ITEM_TYPES.
+        Raises KeyError for an item type that is not one of the model's type_names (see has_type).
         """
-        type_index = TYPE_INDEX[item_type]
+        type_index = self.type_index[item_type]
         return rank(
             self.model,
             [self.find_user(user_id)],
@@ -142,7 +157,7 @@ class TenantIndex:
         item = self.find_item(item_id)
         if item is None:
             return None
-        family = TYPE_FAMILY[int(self.model.item_types[item])]
+        family = self.type_family[int(self.model.item_types[item])]
         return similar(
             self.model,
             [item],

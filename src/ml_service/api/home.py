@@ -25,7 +25,7 @@ _ENDPOINTS = (
         "/user-items",
         (
             ("totara_user_id", "Totara user id, e.g. 42"),
-            ("item_type", "one of " + ", ".join(ITEM_TYPES)),
+            ("item_type", "one of " + ", ".join(ITEM_TYPES) + ", or a newer item type in the tenant's export (e.g. totara_program)"),
             ("tenant", "tenant id, 0 for the whole site"),
             ("n_items", "number of items to return, 1 to {max_n}"),
         ),

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from fastapi import APIRouter
 
 from ml_service.api.responses import Answer, QueryRoute, business_error_body
-from ml_service.data.tenant import ITEM_TYPES, TYPE_INDEX
+from ml_service.data.tenant import ITEM_TYPES
 from ml_service.serving import Recommender, TenantIndex
 
 NOT_READY = "The recommender model is not ready yet"
@@ -24,6 +24,7 @@ NOT_TRAINED = "Message: The model for tenant {} is not trained, probably for ins
 NO_ITEM = "Bad request: no such item id"
 NO_TYPE = "Bad request: no such item type is available"
 TENANT_WHAT = "a Totara tenant id, 0 for the whole site"
+TYPE_WHAT = "one of " + ", ".join(ITEM_TYPES) + ", or a newer Totara item type the tenant's export has (e.g. totara_program)"
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
 MAX_USER_ID_DIGITS = 19  # Totara's user ids are BIGINT: at most 9223372036854775807
 _SHOWN = 40  # characters of a bad value quoted back in a 400 message
@@ -121,7 +122,7 @@ def build_router(recommender: Recommender, *, seen_policy: str, max_n_items: int
     n_items_param = _param(
         "n_items", "How many items to return", "5", {"type": "integer", "minimum": 1, "maximum": max_n_items}
     )
-    type_what = "one of " + ", ".join(ITEM_TYPES)
+    type_what = TYPE_WHAT
 
     def user_items(params: Mapping[str, str]) -> Answer:
         try:
@@ -134,8 +135,9 @@ def build_router(recommender: Recommender, *, seen_policy: str, max_n_items: int
         index, problem = tenant_problem(recommender, tenant)
         if index is None:
             return 200, error_body(problem or NOT_READY)
-        # D1: an unknown user is not an error (cold start), so the type is the next check.
-        if item_type not in TYPE_INDEX:
+        # D1: an unknown user is not an error (cold start), so the type is the next check: the five known types,
+        # or a newer type this tenant's model has (spec §11 item 16).
+        if not index.has_type(item_type):
             return 200, error_body(NO_TYPE)
         return 200, wire_items(index, index.rank_user(user_id, item_type, n, seen_policy))
 
@@ -164,7 +166,7 @@ def build_router(recommender: Recommender, *, seen_policy: str, max_n_items: int
         openapi_extra={
             "parameters": [
                 _param("totara_user_id", "Totara user id", "42", {"type": "string", "pattern": "^[0-9]+$"}),
-                _param("item_type", "Item type to recommend", "engage_article", {"type": "string", "enum": list(ITEM_TYPES)}),
+                _param("item_type", "Item type to recommend: " + TYPE_WHAT, "engage_article", {"type": "string"}),
                 _TENANT_PARAM,
                 n_items_param,
             ]

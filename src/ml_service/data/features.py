@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ml_service.data.tenant import ITEM_TYPES, TenantData
+from ml_service.data.tenant import TenantData
 
 MODES = ("mf", "partial", "hybrid")
 
@@ -182,10 +182,10 @@ def _item_structured(data: TenantData) -> tuple[sp.csr_matrix, list[str]]:
     n = len(items)
     type_index = np.asarray(items.type_index, dtype=np.int64)
     one_hot = sp.csr_matrix(
-        (np.ones(n, np.float32), (np.arange(n), type_index)), shape=(n, len(ITEM_TYPES))
+        (np.ones(n, np.float32), (np.arange(n), type_index)), shape=(n, len(items.type_names))
     )
     tags = sp.csr_matrix(items.tags, dtype=np.float32) if items.tag_names else sp.csr_matrix((n, 0), dtype=np.float32)
-    return _hstack([one_hot, tags], n), list(ITEM_TYPES) + list(items.tag_names)
+    return _hstack([one_hot, tags], n), list(items.type_names) + list(items.tag_names)
 
 
 def _hstack(blocks: Sequence[sp.spmatrix], n_rows: int) -> sp.csr_matrix:

@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from ml_service.data import schema
 from ml_service.data.csvio import BadRecord, CsvTable, RowChunk
 from ml_service.data.limits import InputLimits
+from ml_service.data.newer_types import NewerTypes, check_unique
 from ml_service.data.tenant import (
     ITEM_TYPES,
     DataError,
@@ -32,6 +33,7 @@ from ml_service.data.tenant import (
     TenantData,
     Users,
     item_type_of,
+    type_index_of,
 )
 from ml_service.source.base import TenantFiles
 
@@ -49,7 +51,9 @@ def load_tenant(files: TenantFiles) -> TenantData:
         items = load_items(files.item_data, report, limits=limits)
         user_index = _index_of(users.ids)
         item_index = _index_of(items.ids)
-        interactions = load_interactions(files.user_interactions, user_index, item_index, report, limits=limits)
+        interactions = load_interactions(
+            files.user_interactions, user_index, item_index, report, limits=limits, type_names=items.type_names
+        )
     return TenantData(files.tenant, users, items, interactions, report)
 
 
@@ -262,7 +266,11 @@ def _note_truncated(
 
 
 def load_items(path: Path, report: LoadReport, name: str | None = None, *, limits: InputLimits = InputLimits()) -> Items:
-    """item_data in file order; malformed ids, type columns or tag values skip the row, repeated ids fail the file."""
+    """item_data in file order; malformed ids, type columns or tag values skip the row, repeated ids fail the file.
+
+    A newer item type (spec §11 item 16) is accepted when its one-hot column is in the header (see
+    docs/data-validation.md); its items get type codes from 5 on, in the order of the columns.
+    """
     with CsvTable(path, name, max_record_bytes=limits.max_record_bytes) as table:
         findings = FileFindings(report, table.name)
         if table.header is None:
@@ -270,7 +278,8 @@ def load_items(path: Path, report: LoadReport, name: str | None = None, *, limit
             return Items.empty()
         header = table.header
         layout = schema.item_layout(table.name, header, limits.max_tag_columns)
-        findings.unknown_columns(layout.unknown)
+        candidates = {header[c] for c in layout.type_candidates}
+        findings.unknown_columns([c for c in layout.unknown if c not in candidates])  # candidates: see NewerTypes
         if layout.ignored_tags:
             report.ignored_tag_columns += len(layout.ignored_tags)
             findings.warn(
@@ -284,8 +293,10 @@ def load_items(path: Path, report: LoadReport, name: str | None = None, *, limit
         numeric = layout.types + layout.tag_columns
         numeric_names = [header[c] for c in numeric]
         cells = itemgetter(*numeric)
+        newer = NewerTypes(header, layout.type_candidates)
         ids: list[str] = []
         documents: list[str] = []
+        lines: list[int] = []
         type_parts: list[np.ndarray] = []
         tag_parts: list[np.ndarray] = []
         first_line: dict[str, int] = {}
@@ -302,7 +313,7 @@ def load_items(path: Path, report: LoadReport, name: str | None = None, *, limit
                     findings.warn(chunk.line_of(where[k]), numeric_names[j], row[numeric[j]], schema.EXPECT_ZERO_ONE)
             onehot = flags[:, :5]
             hot_count = onehot.sum(axis=1)
-            hot_type = onehot.argmax(axis=1)
+            hot_type = onehot.argmax(axis=1).astype(np.int32)
             for k, row in enumerate(rows):
                 if not keep[k]:
                     continue
@@ -310,9 +321,17 @@ def load_items(path: Path, report: LoadReport, name: str | None = None, *, limit
                 line = chunk.line_of(where[k])
                 prefix_type = item_type_of(item_id)
                 if prefix_type is None:
-                    findings.warn(line, "item_id", item_id, schema.EXPECT_ITEM_ID)
+                    candidate = newer.candidate_of(item_id)
+                    if candidate is None:
+                        findings.warn(line, "item_id", item_id, schema.EXPECT_ITEM_ID)
+                    elif hot_count[k] != 0:
+                        findings.warn(line, "", ",".join(row[c] for c in layout.types), newer.expect_one_hot(candidate))
+                    else:
+                        hot_type[k] = len(ITEM_TYPES) + candidate
+                        prefix_type = int(hot_type[k])
                 elif hot_count[k] != 1:
                     findings.warn(line, "", ",".join(row[c] for c in layout.types), schema.EXPECT_ONE_HOT)
+                    prefix_type = None
                 elif hot_type[k] != prefix_type:
                     findings.warn(
                         line,
@@ -320,30 +339,42 @@ def load_items(path: Path, report: LoadReport, name: str | None = None, *, limit
                         "1",
                         f"the 1 in column {ITEM_TYPES[prefix_type]}, the type named by item id {item_id}",
                     )
-                else:
-                    seen = first_line.setdefault(item_id, line)
-                    if seen != line:
-                        raise DataError(
-                            Issue(table.name, line, "item_id", item_id, f"unique item ids (already on line {seen})")
-                        )
+                    prefix_type = None
+                if prefix_type is not None:
+                    if not newer.candidates:  # with candidates, repeats are checked once every row is final
+                        seen = first_line.setdefault(item_id, line)
+                        if seen != line:
+                            raise DataError(
+                                Issue(table.name, line, "item_id", item_id, f"unique item ids (already on line {seen})")
+                            )
                     ids.append(item_id)
                     documents.append(row[layout.document])
+                    lines.append(line)
+                    newer.keep_row(row)
                     continue
                 keep[k] = False
-            type_parts.append(hot_type[keep].astype(np.int8))
+            type_parts.append(hot_type[keep])
             tag_parts.append(flags[keep, 5:])
+        type_codes = np.concatenate(type_parts) if type_parts else np.zeros(0, np.int32)
+        final = newer.settle(type_codes, lines, findings) if newer.candidates else None
+        if final is not None:
+            ids = [value for value, kept in zip(ids, final) if kept]
+            documents = [value for value, kept in zip(documents, final) if kept]
+            check_unique(table.name, ids, [line for line, kept in zip(lines, final) if kept])
         findings.finish()
     if not ids:
         no_tags = sp.csr_matrix((0, len(layout.tag_names)), dtype=np.float32)
-        return Items([], np.zeros(0, np.int8), layout.tag_names, no_tags, [])
+        return Items([], np.zeros(0, np.int8), layout.tag_names, no_tags, [], newer.type_names)
     tag_flags = np.concatenate(tag_parts)
+    if final is not None:
+        tag_flags, type_codes = tag_flags[final], newer.recode(type_codes[final])
     if len(layout.tag_names) != len(layout.tag_columns):  # a tag name repeated in the header: one tag, OR-ed
         merged = np.zeros((tag_flags.shape[0], len(layout.tag_names)), bool)
         for j, tag in enumerate(layout.tag_of_column):
             merged[:, tag] |= tag_flags[:, j]
         tag_flags = merged
     tags = sp.csr_matrix(tag_flags, dtype=np.float32)
-    return Items(ids, np.concatenate(type_parts), layout.tag_names, tags, documents)
+    return Items(ids, type_codes.astype(np.int8), layout.tag_names, tags, documents, newer.type_names)
 
 
 def _zero_one_matrix(joined_rows: list[str], width: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -371,8 +402,14 @@ def load_interactions(
     name: str | None = None,
     *,
     limits: InputLimits = InputLimits(),
+    type_names: Sequence[str] = ITEM_TYPES,
 ) -> Interactions:
-    """Valid rows of known users and items, one per (user, item): the latest timestamp (then the later row) wins."""
+    """Valid rows of known users and items, one per (user, item): the latest timestamp (then the later row) wins.
+
+    `type_names` are item_data's types: an id of one of them that item_data lacks is dropped as an unknown item,
+    any other prefix is a defect.
+    """
+    type_index = type_index_of(type_names)
     with CsvTable(path, name, max_record_bytes=limits.max_record_bytes) as table:
         findings = FileFindings(report, table.name)
         if table.header is None:
@@ -384,7 +421,7 @@ def load_interactions(
         for chunk in _parts(table, findings):
             rows, where = _well_formed(chunk, len(table.header), findings)
             if rows:
-                parts.append(_check_interactions(chunk, rows, where, positions, user_index, item_index, findings))
+                parts.append(_check_interactions(chunk, rows, where, positions, user_index, item_index, findings, type_index))
         findings.finish()
     if not parts:
         return Interactions.empty()
@@ -405,6 +442,7 @@ def _check_interactions(
     user_index: dict[str, int],
     item_index: dict[str, int],
     findings: FileFindings,
+    type_index: dict[str, int],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n = len(rows)
     columns = list(zip(*rows))
@@ -423,7 +461,7 @@ def _check_interactions(
     if unknown_item.any():
         verdict: dict[str, bool] = {}
         bad_item[unknown_item] = [
-            verdict.setdefault(items[k], item_type_of(items[k]) is None) for k in np.flatnonzero(unknown_item)
+            verdict.setdefault(items[k], item_type_of(items[k], type_index) is None) for k in np.flatnonzero(unknown_item)
         ]
     bad = bad_user | bad_item | bad_rating | bad_timestamp
     if bad.any():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ml_service.data.tenant import ITEM_TYPES, USER_LIST_COLUMNS, DataError, Issue, item_type_of
+from ml_service.data.tenant import ITEM_TYPES, NEW_TYPE_NAME, USER_LIST_COLUMNS, DataError, Issue, item_type_of
 
 __all__ = [
     "BAD_ROW_ALLOWANCE",
@@ -125,6 +125,9 @@ class ItemLayout:
     document: int
     unknown: list[str]
     ignored_tags: list[str] = field(default_factory=list)  # tag columns beyond the cap, in header order
+    # Columns that may be a newer item type's one-hot column (spec §11 item 16): not in the contract, named like a
+    # type (NEW_TYPE_NAME), in header order. One is a type column when some item id has its name as prefix.
+    type_candidates: list[int] = field(default_factory=list)
 
 
 def item_layout(file: str, header: list[str], max_tag_columns: int | None = None) -> ItemLayout:
@@ -139,7 +142,9 @@ def item_layout(file: str, header: list[str], max_tag_columns: int | None = None
     tag_columns = all_tag_columns if max_tag_columns is None else all_tag_columns[:max_tag_columns]
     tag_names = list(dict.fromkeys(header[i] for i in tag_columns))
     tag_index = {name: j for j, name in enumerate(tag_names)}
-    unknown = [c for c in header if c not in ITEM_REQUIRED and not c.startswith(TAG_PREFIXES)]
+    extra = [i for i, c in enumerate(header) if c not in ITEM_REQUIRED and not c.startswith(TAG_PREFIXES)]
+    candidates = [i for i in extra if NEW_TYPE_NAME.fullmatch(header[i]) and header.index(header[i]) == i]
+    unknown = [header[i] for i in extra]  # the candidates included: item_data tells which of them are types
     return ItemLayout(
         header.index("item_id"),
         [header.index(t) for t in ITEM_TYPES],
@@ -149,6 +154,7 @@ def item_layout(file: str, header: list[str], max_tag_columns: int | None = None
         header.index("document"),
         unknown,
         [header[i] for i in all_tag_columns[len(tag_columns):]],
+        candidates,
     )
 
 

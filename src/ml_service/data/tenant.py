@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,17 +20,54 @@ ITEM_TYPES: tuple[str, ...] = (
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(ITEM_TYPES)}
 # engage_article and engage_microlearning are one family: Totara stores both as articles (D2).
 TYPE_FAMILY: tuple[int, ...] = (0, 1, 2, 2, 4)
+# A newer Totara item type (spec §11 item 16), e.g. totara_program: lower-case words joined by `_`, no digits (an
+# item id is the type name followed by digits, so a name ending in a digit could not be told apart from the id).
+NEW_TYPE_NAME = re.compile(r"[a-z]+(?:_[a-z]+)*")
+MAX_ITEM_TYPES = 127  # type codes are stored as int8: the five known types plus at most 122 newer ones
 
 # The `|`-joined columns of user_data (spec §5.5), in file order.
 USER_LIST_COLUMNS: tuple[str, ...] = ("interests", "asp_position", "positions", "organisations", "badges")
 
 
-def item_type_of(item_id: str) -> int | None:
-    """Index into ITEM_TYPES of a prefixed id such as `engage_article123`, or None if the prefix is unknown."""
+def id_prefix(item_id: str) -> str | None:
+    """The type part of a prefixed id (`engage_article` of `engage_article123`), or None without trailing digits."""
     head = item_id.rstrip("0123456789")
     if head == item_id or not item_id[len(head):]:
         return None
-    return TYPE_INDEX.get(head)
+    return head
+
+
+def item_type_of(item_id: str, type_index: Mapping[str, int] = TYPE_INDEX) -> int | None:
+    """Type code of a prefixed id such as `engage_article123` (index into ITEM_TYPES, or into a model's own
+    type names when `type_index` = type_index_of(them)), or None if the prefix is unknown."""
+    head = id_prefix(item_id)
+    return None if head is None else type_index.get(head)
+
+
+def type_index_of(type_names: Sequence[str]) -> dict[str, int]:
+    """Type name -> type code for a tenant's or a model's type names."""
+    return {name: i for i, name in enumerate(type_names)}
+
+
+def type_families(type_names: Sequence[str]) -> tuple[int, ...]:
+    """Family code of each type code: the five known types as TYPE_FAMILY, every newer type its own family."""
+    return TYPE_FAMILY + tuple(range(len(ITEM_TYPES), len(type_names)))
+
+
+def type_names_problem(type_names: Sequence[str]) -> str | None:
+    """Why `type_names` cannot be a model's item types (None when they can): the five known types first, in
+    their order, then distinct newer names of NEW_TYPE_NAME's form, at most MAX_ITEM_TYPES in all."""
+    names = list(type_names)
+    if tuple(names[: len(ITEM_TYPES)]) != ITEM_TYPES:
+        return f"the type names must start with {', '.join(ITEM_TYPES)}; got {names[:len(ITEM_TYPES)]}"
+    if len(names) > MAX_ITEM_TYPES:
+        return f"{len(names)} type names, at most {MAX_ITEM_TYPES} are allowed"
+    for name in names[len(ITEM_TYPES):]:
+        if not isinstance(name, str) or not NEW_TYPE_NAME.fullmatch(name):
+            return f"type name {name!r} is not lower-case words joined by '_'"
+    if len(set(names)) != len(names):
+        return f"type names repeat: {names}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,9 +110,11 @@ class LoadReport:
     duplicates_collapsed: int = 0  # (user, item) rows merged into the latest one
     truncated_cells: int = 0  # `|`-joined cells cut to ML_MAX_LIST_ENTRIES entries
     ignored_tag_columns: int = 0  # topic_/tag_ columns beyond ML_MAX_TAG_COLUMNS
+    new_item_types: dict[str, int] = field(default_factory=dict)  # newer item type (§11 item 16) -> items read
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        newer: dict[str, object] = {"new_item_types": dict(self.new_item_types)} if self.new_item_types else {}
+        return newer | {
             "rows_read": dict(self.rows_read),
             "warning_count": self.warning_count,
             "warnings": [str(w) for w in self.warnings],
@@ -115,10 +156,12 @@ class Items:
     """item_data rows in file order; an item's internal index is its position in `ids`."""
 
     ids: list[str]  # prefixed ids, e.g. engage_article12
-    type_index: np.ndarray  # int8, index into ITEM_TYPES (taken from the one-hot column holding 1)
+    type_index: np.ndarray  # int8, index into type_names (taken from the one-hot column holding 1)
     tag_names: list[str]  # topic_/tag_ column names as in the file header
     tags: sp.csr_matrix  # (n_items, n_tags) float32 of 0/1
     documents: list[str]
+    # ITEM_TYPES, then the tenant's newer types (spec §11 item 16) in the order of their item_data columns
+    type_names: tuple[str, ...] = ITEM_TYPES
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from ml_service.data.tenant import Interactions, TenantData
+from ml_service.data.tenant import ITEM_TYPES, Interactions, TenantData, type_names_problem
 
 FACTORS = "factors"  # score = user_factors[u] @ item_factors.T + item_biases + user_biases[u]
 ITEM_ITEM = "item_item"  # score = history[u] @ item_item  (EASE, item-kNN)
@@ -27,8 +27,11 @@ class TrainedModel:
     algorithm: str
     user_ids: list[str]
     item_ids: list[str]
-    item_types: np.ndarray  # int8 (n_items,), index into data.tenant.ITEM_TYPES
+    item_types: np.ndarray  # int8 (n_items,), index into type_names
     kind: str = FACTORS
+    # data.tenant.ITEM_TYPES, then the tenant's newer item types (spec §11 item 16); models stored before newer
+    # types existed load with ITEM_TYPES
+    type_names: tuple[str, ...] = ITEM_TYPES
     user_factors: np.ndarray | None = None  # float32 (n_users, k)        [FACTORS]
     item_factors: np.ndarray | None = None  # float32 (n_items, k)        [FACTORS]
     user_biases: np.ndarray | None = None  # float32 (n_users,)          [FACTORS]
@@ -56,6 +59,9 @@ class TrainedModel:
     def validate(self) -> None:
         """Raise ValueError when array shapes disagree with the id lists (used by the store on load)."""
         n_u, n_i = self.n_users, self.n_items
+        problem = type_names_problem(self.type_names)
+        if problem:
+            raise ValueError(f"type_names: {problem}")
         checks: list[tuple[str, Any, tuple[int | None, ...]]] = [
             ("item_types", self.item_types, (n_i,)),
             ("positives", self.positives, (n_u, n_i)),
@@ -99,6 +105,7 @@ def model_for(data: TenantData, algorithm: str, **arrays: Any) -> TrainedModel:
         user_ids=list(data.users.ids),
         item_ids=list(data.items.ids),
         item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        type_names=tuple(data.items.type_names),
         **arrays,
     )
 

@@ -17,6 +17,7 @@ from ml_service.ranking.select import (
     check_seen_policy,
     family_candidates,
     listable,
+    model_families,
     top_k,
     type_candidates,
 )
@@ -25,6 +26,6 @@ from ml_service.ranking.users import Scored, rank, rank_user, score
 
 __all__ = [
     "DEMOTE", "EXCLUDE", "LEGACY_BATCH_DEMOTION", "REFERENCE_DEMOTION", "SEEN_POLICIES", "Lists", "Scored",
-    "check_seen_policy", "family_candidates", "listable", "rank", "rank_similar", "rank_user", "score", "similar",
+    "check_seen_policy", "family_candidates", "listable", "model_families", "rank", "rank_similar", "rank_user", "score", "similar",
     "top_k", "type_candidates",
 ]

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ml_service.data.tenant import TYPE_FAMILY
+from ml_service.data.tenant import type_families
 from ml_service.models.base import TrainedModel
 
 EXCLUDE = "exclude"
@@ -57,11 +57,17 @@ def type_candidates(model: TrainedModel, item_type: int, exclude: np.ndarray | N
 
 
 def family_candidates(model: TrainedModel, family: int, exclude: np.ndarray | None = None) -> np.ndarray:
-    """Indices of the listable items of a type family (D2: articles and microlearning are one), ascending."""
+    """Indices of the listable items of a type family (D2: articles and microlearning are one; every newer
+    type of the model's type_names is its own), ascending."""
     types = np.asarray(model.item_types).astype(np.int64, copy=False)
-    of_family = np.asarray(TYPE_FAMILY, dtype=np.int64)[types] == family if types.size else np.zeros(0, bool)
+    of_family = model_families(model)[types] == family if types.size else np.zeros(0, bool)
     allowed = listable(model, exclude)
     return np.flatnonzero(of_family if allowed is None else of_family & allowed)
+
+
+def model_families(model: TrainedModel) -> np.ndarray:
+    """int64 family code of each of the model's type codes (data.tenant.type_families of its type names)."""
+    return np.asarray(type_families(model.type_names), dtype=np.int64)
 
 
 def select_one(

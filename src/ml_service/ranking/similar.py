@@ -6,9 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ml_service.data.tenant import TYPE_FAMILY
 from ml_service.models.base import TrainedModel
-from ml_service.ranking.select import EXCLUDE, Lists, family_candidates, select_one, top_k_rows
+from ml_service.ranking.select import EXCLUDE, Lists, family_candidates, model_families, select_one, top_k_rows
 
 SCORE_CELLS = 4_000_000  # scores per block when ranking many similar-item targets (16 MB of float32)
 
@@ -39,7 +38,7 @@ def similar(
     items = np.asarray(items, dtype=np.int64)
     width = max(0, k)
     out = Lists(np.zeros((items.size, width), np.int64), np.zeros((items.size, width), np.float32), np.zeros(items.size, np.int64))
-    families = np.asarray(TYPE_FAMILY, dtype=np.int64)[np.asarray(model.item_types)[items]] if items.size else items
+    families = model_families(model)[np.asarray(model.item_types)[items]] if items.size else items
     content = _uses_content(model, items)
     for family in np.unique(families).tolist():
         candidates = family_candidates(model, family, exclude)
@@ -71,7 +70,7 @@ def _similar_one(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One target's similar items: (items, cosines)."""
     if family_items is None:
-        family_items = family_candidates(model, TYPE_FAMILY[int(model.item_types[item])], exclude)
+        family_items = family_candidates(model, int(model_families(model)[int(model.item_types[item])]), exclude)
     elif exclude is not None:
         raise ValueError("pass either exclude or precomputed family_items, not both")
     if _uses_content(model, item):

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ml_service.data.tenant import ITEM_TYPES
 from ml_service.models.base import TrainedModel
 from ml_service.store.files import write_file
 
@@ -105,8 +106,6 @@ def json_default(value: Any) -> Any:
 # ------------------------------------------------------------------------------------------------- checks
 def check_publishable(model: TrainedModel, tenant: str) -> None:
     """StoreError naming the array when a model could put non-finite scores or unknown item types on the wire."""
-    from ml_service.data.tenant import ITEM_TYPES
-
     try:
         model.validate()
     except ValueError as exc:
@@ -115,11 +114,12 @@ def check_publishable(model: TrainedModel, tenant: str) -> None:
     if types.dtype.kind not in "iu":
         raise StoreError(f"refusing to publish tenant {tenant}'s model: model.item_types has dtype {types.dtype}, expected integer type codes")
     if types.size:
-        bad = np.flatnonzero((types < 0) | (types >= len(ITEM_TYPES)))
+        names = model.type_names  # the five known types, then the tenant's newer ones (validate() checked them)
+        bad = np.flatnonzero((types < 0) | (types >= len(names)))
         if bad.size:
             raise StoreError(
                 f"refusing to publish tenant {tenant}'s model: model.item_types[{int(bad[0])}] is {int(types[bad[0]])}, expected a code in "
-                f"0..{len(ITEM_TYPES) - 1} ({', '.join(ITEM_TYPES)}); {bad.size} item(s) out of range"
+                f"0..{len(names) - 1} ({', '.join(names)}); {bad.size} item(s) out of range"
             )
     for field in dataclasses.fields(model):
         value = getattr(model, field.name)
@@ -169,6 +169,7 @@ def write_version(folder: Path, tenant: str, version: str, model: TrainedModel) 
         "created_at": utc_now_iso(),
         "algorithm": model.algorithm,
         "kind": model.kind,
+        "item_type_names": list(model.type_names),
         "n_users": model.n_users,
         "n_items": model.n_items,
         "params": model.params,
@@ -276,10 +277,14 @@ def load_version(tenant: str, version: str, folder: Path, *, mmap: bool, hashes:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise CorruptVersionError(tenant, version, file_name, "expected a JSON list of strings")
         values[name] = ids
+    type_names = meta.get("item_type_names", list(ITEM_TYPES))  # absent in versions stored before newer types
+    if not isinstance(type_names, list) or not all(isinstance(name, str) for name in type_names):
+        raise CorruptVersionError(tenant, version, META_FILE, "'item_type_names' is not a list of strings")
     try:
         model = TrainedModel(
             algorithm=meta["algorithm"],
             kind=meta["kind"],
+            type_names=tuple(type_names),
             params=dict(meta.get("params") or {}),
             metrics=dict(meta.get("metrics") or {}),
             info=dict(meta.get("info") or {}),

@@ -55,6 +55,7 @@ def blend(
         user_ids=list(first.user_ids),
         item_ids=list(first.item_ids),
         item_types=np.asarray(first.item_types),
+        type_names=first.type_names,
         kind=FACTORS,
         user_factors=np.hstack([parts[0][0], parts[1][0]]).astype(np.float32),
         item_factors=np.hstack([parts[0][1], parts[1][1]]).astype(np.float32),

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
-from ml_service.data.tenant import ITEM_TYPES, TenantData
+from ml_service.data.tenant import TenantData
 from ml_service.models.base import TrainedModel
 from ml_service.ranking import EXCLUDE, check_seen_policy, rank, score, type_candidates
 from ml_service.training.split import Split
@@ -63,7 +63,7 @@ def evaluate(
     train_positives = _BatchEntries(
         split.train.user[positive], split.train.item[positive], test_users, data.n_users, batch_size
     )
-    metrics = _RankMetrics(k, n_items)
+    metrics = _RankMetrics(k, n_items, model.type_names)
     auc_values: list[float] = []
 
     for start in range(0, test_users.size, batch_size):
@@ -75,7 +75,7 @@ def evaluate(
             auc_values.extend(_batch_auc(scored.scores, batch, relevant_rows, relevant_items, train_any))
         is_relevant = np.zeros((batch.size, n_items), dtype=bool)
         is_relevant[relevant_rows, relevant_items] = True
-        n_types = len(ITEM_TYPES)
+        n_types = len(model.type_names)
         n_relevant = np.bincount(
             relevant_rows * n_types + item_types[relevant_items], minlength=batch.size * n_types
         ).reshape(batch.size, n_types)
@@ -104,8 +104,9 @@ def ndcg_at_k(model: TrainedModel, data: TenantData, split: Split, k: int = 10) 
 class _RankMetrics:
     """Sums of precision, recall, NDCG and hit-rate over (user, type) pairs, per type, plus recommended items."""
 
-    def __init__(self, k: int, n_items: int) -> None:
+    def __init__(self, k: int, n_items: int, type_names: tuple[str, ...]) -> None:
         self.k = k
+        self.type_names = type_names
         self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
         self.ideal = np.array([float(self.discounts[:m].sum()) for m in range(k + 1)])
         self.sums: dict[int, np.ndarray] = {}
@@ -149,7 +150,7 @@ class _RankMetrics:
         total_held = sum(self.held_out.values())
         for t in sorted(self.sums):
             means = self.sums[t] / self.pairs[t]
-            per_type[ITEM_TYPES[t]] = {"users": self.pairs[t], "held_out": self.held_out[t]} | _named(means, self.k)
+            per_type[self.type_names[t]] = {"users": self.pairs[t], "held_out": self.held_out[t]} | _named(means, self.k)
             overall += means * self.held_out[t] / total_held
         return per_type, overall, int(total_held)
 

@@ -263,7 +263,8 @@ class AdminApp:
         return self.render(request, session, "try.html", tenant=tenant, user=user, item=item, version=version,
                            versions=self._versions(tenant), index=index, learner=learner, similar=similar, error=error,
                            matches=matches, sample_users=list(index.model.user_ids[:8]) if index is not None else [],
-                           sample_items=list(index.model.item_ids[:8]) if index is not None else [], item_types=ITEM_TYPES)
+                           sample_items=list(index.model.item_ids[:8]) if index is not None else [],
+                           item_types=index.model.type_names if index is not None else ITEM_TYPES)
 
     async def runs(self, request: Request, session: Session) -> Response:
         return self.render(request, session, "runs.html", runs=data.runs_table(self.training.records()),

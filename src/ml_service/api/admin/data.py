@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from ml_service.config import Settings
-from ml_service.data.tenant import ITEM_TYPES
 from ml_service.metrics import defect_counts
 
 SECRET_FIELDS = {"totara_key", "metrics_token", "admin_password"}
@@ -145,7 +144,7 @@ def learner_view(index: Any, user: str, n: int = 5, seen_policy: str = "exclude"
     cold = position is None or (model.user_cold is not None and bool(np.asarray(model.user_cold)[position]))
     vectors = model.similarity_vectors
     recs: dict[str, list[dict[str, Any]]] = {}
-    for item_type in ITEM_TYPES:
+    for item_type in model.type_names:
         ranked = index.rank_user(user, item_type, n, seen_policy)
         rows = []
         for item, score in ranked:
@@ -164,7 +163,7 @@ def learner_view(index: Any, user: str, n: int = 5, seen_policy: str = "exclude"
         recs[item_type] = rows
     return {
         "known": position is not None, "cold": cold,
-        "interactions": [{"item": model.item_ids[i], "type": ITEM_TYPES[int(model.item_types[i])]} for i in liked],
+        "interactions": [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])]} for i in liked],
         "recommendations": recs,
     }
 
