@@ -94,14 +94,16 @@ def test_download_failure_logs_the_reference_all_row(tmp_path: Path) -> None:
     assert (row["TENANT_ID"], row["MSG"]) == ("all", DOWNLOAD_FAILED_MSG)
 
 
-def test_too_small_tenant_gets_popular_and_the_reference_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("anytime", [False, True])
+def test_too_small_tenant_gets_popular_and_the_reference_message(tmp_path: Path, anytime: bool) -> None:
     folder = tmp_path / "small"
     generate_export(folder, seed=1, users=8, items=30, interactions=100, tenants=0)
-    settings = _settings(tmp_path)
+    settings = _settings(tmp_path, anytime_publish=anytime)
     store = ModelStore(settings.recommender_dir)
     result = run_training(settings, FolderSource(folder), store)
     (r,) = result.tenants
     assert r.state == "fallback" and r.algorithm == "popular"
+    assert len(store.versions("0")) == 1 and len(read_summary(settings.train_summary_log)) == 1  # no quick model too
     assert r.msg == SMALL_TENANT_MSG.format(tenant="0")
     assert store.load("0").model.algorithm == "popular"
     row = read_summary(settings.train_summary_log)[-1]

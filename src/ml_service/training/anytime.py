@@ -131,17 +131,16 @@ def quick_pass(
     for tenant in tenants:
         if tenant in snapshot.failed:
             continue
-        held = None  # free the previous tenant's data before parsing the next
+        held = preloaded = None  # free the previous tenant's data before parsing the next
         report("quick", {"tenant": tenant})
         try:
             started = time.monotonic()
             files = snapshot.files(tenant)
-            data = load_tenant(files)
-            preloaded = Preloaded(tenant, data, fingerprint(files), {"load": round(time.monotonic() - started, 3)})
+            preloaded = Preloaded(tenant, load_tenant(files), fingerprint(files), {"load": round(time.monotonic() - started, 3)})
         except Exception as exc:
             log.info("quick pass: tenant %s could not be loaded (%s); the full pass reports it", tenant, exc)
             continue
-        if data.n_users < settings.min_users or data.n_items < settings.min_items:
+        if preloaded.data.n_users < settings.min_users or preloaded.data.n_items < settings.min_items:
             done[tenant] = full(tenant, preloaded)
             continue
         outcome = _publish_quick(settings, store, preloaded)
