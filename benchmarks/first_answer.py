@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,10 +99,12 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float) -> dict[
                 proc.wait()
         records = [json.loads(line) for line in (work / "logs" / "training.jsonl").read_text().splitlines()] \
             if (work / "logs" / "training.jsonl").exists() else []
+    shutil.rmtree(work, ignore_errors=True)
+    quick = {r["tenant"]: r.get("seconds") for r in records if r.get("event") == "tenant-quick"}
     finals = {r["tenant"]: {"algorithm": r.get("algorithm"), "ndcg@10": (r.get("metrics") or {}).get("ndcg@10")}
               for r in records if r.get("event") == "tenant"}
     return {"ML_ANYTIME_PUBLISH": anytime, "first_answer_s": first, "all_tenants_answer_s": max(first.values()) if len(first) == len(wanted) else None,
-            "run_done_s": final_s, "final_models": finals, "workdir": str(work)}
+            "run_done_s": final_s, "final_models": finals, "quick_model_seconds": quick}
 
 
 def main() -> int:

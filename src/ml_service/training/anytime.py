@@ -2,8 +2,10 @@
 
 The quick pass loads each tenant's export, validates and fits `popular` on it (seconds), publishes it unless
 the tenant already serves a model that validated better, and frees the data; the full pass (pipeline.py) then
-trains each tenant as before and publishes its final model over the quick one. Only the last tenant's data is
-kept for the full pass (it trains first when there is one tenant), so memory stays at one tenant's data.
+trains each tenant as before and publishes its final model over the quick one. Memory holds one tenant's data at
+a time: the last tenant's is handed to the full pass, which uses it when that tenant trains first (a single
+tenant: parsed once) and otherwise frees it; with several tenants each export is parsed twice, a small cost
+next to training (MovieLens-100k: 0.26 s of parsing against 67 s of `auto`).
 """
 
 from __future__ import annotations
