@@ -15,6 +15,7 @@ def test_defaults() -> None:
     assert s.retrain_freq_minutes == 1440 and s.num_threads == 4 and s.algorithm == "auto"
     assert s.bind == (BindAddress("0.0.0.0", 5000),) and s.app_mode == "Production" and not s.dev
     assert s.validation_protocol == "latest" and s.identity_features and s.seen_policy == "exclude"
+    assert s.anytime_publish
     assert s.train_timeout_minutes == 180.0
     assert Settings.from_env({**BASE, "ML_TRAIN_TIMEOUT": "0.05"}).train_timeout_minutes == 0.05  # fractions allowed
 
@@ -42,6 +43,7 @@ def test_required_variables_are_named(missing: str) -> None:
         ("ML_SEEN_POLICY", "hide", "exclude, demote"),
         ("ML_TRAIN_TIMEOUT", "-1", "at least 0"),
         ("ML_TRAIN_TIMEOUT", "soon", "a number"),
+        ("ML_ANYTIME_PUBLISH", "maybe", "use 1 or 0"),
     ],
 )
 def test_bad_values_name_variable_value_and_allowed(name: str, value: str, fragment: str) -> None:

@@ -196,6 +196,11 @@ class _Progress:
             message = f"tenant {details['tenant']}: {details['stage']}"
         elif event == "candidate":
             message = f"tenant {details['tenant']}: auto tries {details['candidate']} ({details['position'] + 1}/{details['total']})"
+        elif event == "quick":
+            message = f"tenant {details['tenant']}: quick popular model"
+        elif event == "quick-done":
+            q = details["outcome"]
+            message = f"tenant {q.tenant}: quick popular {'published' if q.published else 'not published'} ({q.reason})"
         elif event == "tenant-done":
             r = details["result"]
             message = f"tenant {r.tenant}: {r.state} ({r.algorithm}) {r.msg}"

@@ -66,6 +66,8 @@ class Settings:
     seed: int = 42
     validation_protocol: str = "latest"  # tuning/auto hold out each user's newest positives (or "random")
     identity_features: bool = True  # measured better (benchmarks/results/quality.json, "+id" rows)
+    # Anytime publishing (training/anytime.py): every tenant gets a quick `popular` model before any full search.
+    anytime_publish: bool = True
     # Store: a run lock without a heartbeat for this long is taken over; tenants gone from tenants.csv this many
     # full runs in a row are deleted (0 = never).
     run_lock_stale_minutes: float = 30.0
@@ -151,6 +153,7 @@ class Settings:
             auto_time_budget_s=_parse_number(env, "ML_AUTO_TIME_BUDGET", 600.0, minimum=1.0, kind=float),
             seed=_parse_number(env, "ML_SEED", 42, minimum=0, kind=int),
             identity_features=_parse_bool(env, "ML_IDENTITY_FEATURES", True),
+            anytime_publish=_parse_bool(env, "ML_ANYTIME_PUBLISH", True),
             validation_protocol=validation,
             run_lock_stale_minutes=_parse_number(env, "ML_RUN_LOCK_STALE", 30.0, minimum=0.05, maximum=10080.0, kind=float),
             tenant_retention_runs=_parse_number(env, "ML_TENANT_RETENTION_RUNS", 3, minimum=0, maximum=10000, kind=int),

@@ -134,9 +134,10 @@ def test_dashboard_end_to_end(demo: dict[str, Any], browser: Any, shots: Path) -
     # A tenant: the chart's data, as points and as JSON.
     driver.find_element(By.LINK_TEXT, "0").click()
     chart = json.loads(driver.find_element(By.ID, "chart-data").get_attribute("textContent"))
-    assert len(chart) == 1 and chart[0]["ndcg@10"] is not None
+    # Two versions from the demo's one run: the quick popular model and the final one (ML_ANYTIME_PUBLISH).
+    assert len(chart) == 2 and all(point["ndcg@10"] is not None for point in chart)
     points = driver.find_elements(By.CSS_SELECTOR, "#metrics-chart circle.point[data-series='ndcg@10']")
-    assert [float(p.get_attribute("data-value")) for p in points] == pytest.approx([chart[0]["ndcg@10"]], abs=1e-6)
+    assert [float(p.get_attribute("data-value")) for p in points] == pytest.approx([c["ndcg@10"] for c in chart], abs=1e-6)
     assert not driver.find_elements(By.ID, "pin-note")  # the store can pin: the buttons are enabled
     _shot(driver, shots, "tenant")
     # Try a learner: their items and each type's recommendations with scores and why.

@@ -30,7 +30,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _settings(tmp_path: Path, **changes: object) -> Settings:
     settings = Settings(
         models_dir=tmp_path / "models", logs_dir=tmp_path / "logs", algorithm="mf", num_threads=1,
-        auto_time_budget_s=30, download_retry_wait_s=0.01, read_timeout_s=5,
+        auto_time_budget_s=30, download_retry_wait_s=0.01, read_timeout_s=5, anytime_publish=False,
     ).with_(**changes)
     settings.ensure_dirs()
     return settings
@@ -64,10 +64,13 @@ def test_http_round_trip_through_the_simulator(tmp_path: Path, export: Path) -> 
     assert not any((settings.models_dir / "staging").iterdir())  # staging cleaned up
 
 
-def test_a_broken_tenant_fails_alone_and_keeps_its_previous_model(tmp_path: Path, export: Path) -> None:
+@pytest.mark.parametrize("algorithm, anytime", [("popular", False), ("mf", True)])
+def test_a_broken_tenant_fails_alone_and_keeps_its_previous_model(
+    tmp_path: Path, export: Path, algorithm: str, anytime: bool
+) -> None:
     folder = tmp_path / "export"
     shutil.copytree(export, folder)
-    settings = _settings(tmp_path, algorithm="popular")
+    settings = _settings(tmp_path, algorithm=algorithm, anytime_publish=anytime)
     store = ModelStore(settings.recommender_dir)
     assert run_training(settings, FolderSource(folder), store).ok
     before = store.current_version("1")
@@ -91,14 +94,16 @@ def test_download_failure_logs_the_reference_all_row(tmp_path: Path) -> None:
     assert (row["TENANT_ID"], row["MSG"]) == ("all", DOWNLOAD_FAILED_MSG)
 
 
-def test_too_small_tenant_gets_popular_and_the_reference_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("anytime", [False, True])
+def test_too_small_tenant_gets_popular_and_the_reference_message(tmp_path: Path, anytime: bool) -> None:
     folder = tmp_path / "small"
     generate_export(folder, seed=1, users=8, items=30, interactions=100, tenants=0)
-    settings = _settings(tmp_path)
+    settings = _settings(tmp_path, anytime_publish=anytime)
     store = ModelStore(settings.recommender_dir)
     result = run_training(settings, FolderSource(folder), store)
     (r,) = result.tenants
     assert r.state == "fallback" and r.algorithm == "popular"
+    assert len(store.versions("0")) == 1 and len(read_summary(settings.train_summary_log)) == 1  # no quick model too
     assert r.msg == SMALL_TENANT_MSG.format(tenant="0")
     assert store.load("0").model.algorithm == "popular"
     row = read_summary(settings.train_summary_log)[-1]

@@ -132,3 +132,14 @@ def test_a_dashboard_run_killed_mid_download_shows_as_dead(tmp_path: Path) -> No
             time.sleep(0.2)
         run = current_run(settings.logs_dir)
         assert run is not None and run["pid"] == pid and run["state"] == "dead"
+
+
+def test_the_quick_pass_shows_its_tenant_without_moving_the_fraction(tmp_path: Path) -> None:
+    writer = ProgressWriter(tmp_path)
+    writer.reporter("tenants", {"tenants": ["0", "1"]})
+    for tenant in ("0", "1"):
+        writer.reporter("quick", {"tenant": tenant})
+        run = current_run(tmp_path)
+        assert (run["stage"], run["tenant"], run["fraction"], run["tenant_index"]) == ("quick", tenant, 0.0, 0)
+    writer.reporter("stage", {"tenant": "0", "stage": "train"})
+    assert current_run(tmp_path)["fraction"] > 0.0

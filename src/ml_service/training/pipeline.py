@@ -134,6 +134,12 @@ def train_tenant(
         }
         model.info["tuning"] = {"fits": tuned.fits, "seconds": round(tuned.seconds, 3)}
         msg, state, used = "success", "trained", name
+    seconds = finish_model(model, data, settings, started, stage="final")
+    return TenantResult(data.tenant, state, msg, used, model, sizes=sizes, seconds=seconds)
+
+
+def finish_model(model: TrainedModel, data: TenantData, settings: Settings, started: float, *, stage: str) -> dict[str, float]:
+    """Add what serving needs besides scores (similar items, content vectors) and the run's facts; the seconds."""
     if data.n_items > 0 and len(data.interactions) > 0:
         from ml_service.models.similarity import POPULARITY_EXPONENT, similar_item_vectors
 
@@ -146,9 +152,12 @@ def train_tenant(
 
         model.content_vectors = item_content_vectors(data)  # similar items for content without interactions
     seconds = {"train": round(time.monotonic() - started, 3)}
-    model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict()})
+    sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
+    # stage: "quick" (anytime's first popular model) or "final"; the protocol tells whether two metrics compare.
+    model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict(), "stage": stage,
+                       "validation_protocol": settings.validation_protocol})
     model.info.setdefault("seconds", {}).update(seconds)
-    return TenantResult(data.tenant, state, msg, used, model, sizes=sizes, seconds=seconds)
+    return seconds
 
 
 def _components(params: dict[str, Any]) -> Any:
@@ -185,19 +194,28 @@ def run_training(
         append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time(), "download": download})
         return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
     download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root)}
-    results: list[TenantResult] = []
+    done: dict[str, TenantResult] = {}
     try:
         wanted = [t for t in snapshot.tenants if tenants is None or t in tenants]
         report("tenants", {"tenants": wanted})
+        held: Preloaded | None = None
+        if settings.anytime_publish and name != "popular":
+            from ml_service.training.anytime import quick_pass
+
+            # Breadth first: every tenant is served a quick model before any tenant's full search starts.
+            held = quick_pass(settings, snapshot, wanted, store, load_tenant, report, run_stamp,
+                              full=lambda tenant, preloaded: _train_and_log(
+                                  settings, snapshot, tenant, name, store, load_tenant, report, run_stamp, preloaded),
+                              done=done)
         for tenant in wanted:
-            report("tenant-start", {"tenant": tenant})
-            result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report)
-            results.append(result)
-            _log_rows(settings, [result.summary_row(run_stamp)])
-            append_jsonl(settings.training_jsonl, {"event": "tenant", "at": time.time(), **result.as_record()})
-            report("tenant-done", {"result": result})
+            if tenant in done:  # trained whole in the quick pass (too small for more than popular)
+                continue
+            preloaded = held if held is not None and held.tenant == tenant else None
+            held = None  # at most one tenant's data in memory at a time
+            done[tenant] = _train_and_log(settings, snapshot, tenant, name, store, load_tenant, report, run_stamp, preloaded)
     finally:
         snapshot.cleanup()
+    results = [done[t] for t in wanted if t in done]
     if tenants is None:  # only a full run sees the whole tenants.csv
         _apply_retention(settings, store, snapshot.tenants)
     _write_status(store, results, merge=tenants is not None)
@@ -211,9 +229,32 @@ def run_training(
     return RunResult(ok, results, seconds=seconds)
 
 
+@dataclass
+class Preloaded:
+    """A tenant's parsed export, kept from the quick pass for its full training (saves parsing it twice)."""
+
+    tenant: str
+    data: TenantData
+    fingerprint: str
+    seconds: dict[str, float]
+
+
+def _train_and_log(
+    settings: Settings, snapshot: ExportSnapshot, tenant: str, name: str, store: Any,
+    load_tenant: Callable[[TenantFiles], TenantData], report: Reporter, run_stamp: str, preloaded: Preloaded | None,
+) -> TenantResult:
+    """Train one tenant fully, publish, and write its rows in train_summary.log and training.jsonl."""
+    report("tenant-start", {"tenant": tenant})
+    result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report, preloaded)
+    _log_rows(settings, [result.summary_row(run_stamp)])
+    append_jsonl(settings.training_jsonl, {"event": "tenant", "stage": "final", "at": time.time(), **result.as_record()})
+    report("tenant-done", {"result": result})
+    return result
+
+
 def _train_one(
     settings: Settings, snapshot: ExportSnapshot, tenant: str, name: str, store: Any,
-    load_tenant: Callable[[TenantFiles], TenantData], report: Reporter,
+    load_tenant: Callable[[TenantFiles], TenantData], report: Reporter, preloaded: Preloaded | None = None,
 ) -> TenantResult:
     if tenant in snapshot.failed:
         return TenantResult(tenant, "failed", f"Download failed: {snapshot.failed[tenant]}", name)
@@ -221,13 +262,18 @@ def _train_one(
     try:
         report("stage", {"tenant": tenant, "stage": "load"})
         started = time.monotonic()
-        files = snapshot.files(tenant)
-        data = load_tenant(files)
-        seconds["load"] = round(time.monotonic() - started, 3)
+        if preloaded is not None:
+            data, data_fingerprint = preloaded.data, preloaded.fingerprint
+            seconds.update(preloaded.seconds)
+        else:
+            files = snapshot.files(tenant)
+            data = load_tenant(files)
+            data_fingerprint = fingerprint(files)
+            seconds["load"] = round(time.monotonic() - started, 3)
         report("stage", {"tenant": tenant, "stage": "train"})
         result = train_tenant(data, settings, algorithm=name, reporter=report)
         assert result.model is not None
-        result.model.info["data_fingerprint"] = fingerprint(files)
+        result.model.info["data_fingerprint"] = data_fingerprint
         report("stage", {"tenant": tenant, "stage": "publish"})
         started = time.monotonic()
         result.version = store.publish(tenant, result.model)

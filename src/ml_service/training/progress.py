@@ -102,6 +102,9 @@ class ProgressWriter:
             self.candidate(details["candidate"], details["position"], details["total"])
         elif event == "tenant-done":
             self.tenant_done(details["result"].tenant)
+        elif event == "quick":  # anytime's first pass: shown, but the fraction counts the full pass only
+            self.state.update(tenant=details["tenant"], stage="quick", candidate=None)
+            self._save()
 
 
 def read_runs(logs_dir: Path, *, alive: Callable[[int], bool] = pid_alive) -> list[dict[str, Any]]:

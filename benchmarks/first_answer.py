@@ -1,0 +1,150 @@
+"""Time to the first `success: true` per tenant through the service path, with anytime publishing on and off.
+
+    .venv/bin/python benchmarks/first_answer.py --data sample --modes 1 0
+    .venv/bin/python benchmarks/first_answer.py --data ml-100k --modes 1 0
+
+A new user's path: `ml-service serve` (scheduler on, no model yet, defaults: `auto`) against the Totara
+simulator serving an export over real HTTP: the bundled sample (3 tenants) or MovieLens-100k (benchmarks/
+datasets.py, one tenant). From the moment the service process is
+started, each tenant's /user-items is polled (signed, every 0.2 s) until it answers `success: true`; the run
+ends when training.jsonl has its `run` record (every final model published). Writes
+benchmarks/results/first_answer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ml_service.auth import signed_headers  # noqa: E402
+from ml_service.demo.run import SAMPLE_DIR  # noqa: E402
+from ml_service.demo.simulator import TotaraSimulator  # noqa: E402
+from tests.faults.harness import free_port  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+KEY = "first-answer-benchmark-key"
+POLL_S = 0.2
+
+
+def probes(export: Path) -> dict[str, dict[str, str]]:
+    """Per tenant: a learner with interactions and the type of an item they touched."""
+    out = {}
+    for path in sorted(export.glob("user_interactions_*.csv")):
+        tenant = path.stem.rsplit("_", 1)[1]
+        with path.open(newline="") as handle:
+            row = next(csv.DictReader(handle))
+        out[tenant] = {"totara_user_id": row["user_id"], "item_type": row["item_id"].rstrip("0123456789"),
+                       "tenant": tenant, "n_items": "5"}
+    return out
+
+
+def measure(export: Path, anytime: str, threads: int, timeout_s: float) -> dict[str, Any]:
+    """One service start on an empty store: seconds to each tenant's first answer and to the run's end."""
+    work = Path(tempfile.mkdtemp(prefix="first-answer-"))
+    port = free_port()
+    with TotaraSimulator(export, KEY, port=0) as simulator:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
+        env.update(ML_TOTARA_URL=simulator.url, ML_TOTARA_KEY=KEY, ML_MODELS_DIR=str(work / "models"),
+                   ML_LOGS_DIR=str(work / "logs"), ML_NUM_THREADS=str(threads), ML_BIND=f"127.0.0.1:{port}",
+                   ML_ANYTIME_PUBLISH=anytime)
+        base = f"http://127.0.0.1:{port}"
+        wanted = probes(export)
+        first: dict[str, float] = {}
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=(work / "serve.log").open("ab"), stderr=subprocess.STDOUT)
+        final_s = None
+        try:
+            with httpx.Client(timeout=10) as http:
+                while time.monotonic() - started < timeout_s:
+                    for tenant, params in wanted.items():
+                        if tenant in first:
+                            continue
+                        try:
+                            body = http.get(base + "/user-items", params=params, headers=signed_headers(KEY)).json()
+                        except (httpx.HTTPError, ValueError):
+                            continue
+                        if body.get("success") is True:
+                            first[tenant] = round(time.monotonic() - started, 2)
+                    jsonl = work / "logs" / "training.jsonl"
+                    if jsonl.exists() and any(json.loads(line).get("event") == "run" for line in jsonl.read_text().splitlines()):
+                        final_s = round(time.monotonic() - started, 2)
+                        if len(first) == len(wanted):
+                            break
+                    time.sleep(POLL_S)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        records = [json.loads(line) for line in (work / "logs" / "training.jsonl").read_text().splitlines()] \
+            if (work / "logs" / "training.jsonl").exists() else []
+    shutil.rmtree(work, ignore_errors=True)
+    quick = {r["tenant"]: r.get("seconds") for r in records if r.get("event") == "tenant-quick"}
+    finals = {r["tenant"]: {"algorithm": r.get("algorithm"), "ndcg@10": (r.get("metrics") or {}).get("ndcg@10")}
+              for r in records if r.get("event") == "tenant"}
+    return {"ML_ANYTIME_PUBLISH": anytime, "first_answer_s": first, "all_tenants_answer_s": max(first.values()) if len(first) == len(wanted) else None,
+            "run_done_s": final_s, "final_models": finals, "quick_model_seconds": quick}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", nargs="+", default=["1", "0"], help="ML_ANYTIME_PUBLISH values, run in this order")
+    parser.add_argument("--data", choices=["sample", "ml-100k"], default="sample")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per service start")
+    parser.add_argument("--out", type=Path, default=RESULTS / "first_answer.json")
+    args = parser.parse_args()
+    if args.data == "sample":
+        export = SAMPLE_DIR
+    else:
+        from datasets import dataset
+
+        export = dataset(args.data)
+    with open("/proc/loadavg") as handle:
+        load_before = handle.read().split()[:3]
+    runs = []
+    for mode in args.modes:
+        runs.append(measure(export, mode, args.threads, args.timeout))
+        print(json.dumps(runs[-1]), flush=True)
+    with open("/proc/loadavg") as handle:
+        load_after = handle.read().split()[:3]
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    section = {
+        "command": "python benchmarks/first_answer.py " + " ".join(sys.argv[1:]),
+        "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
+        "data": {"sample": "bundled sample export (src/ml_service/demo/sample, 3 tenants)",
+                 "ml-100k": "MovieLens-100k as a Totara export (benchmarks/datasets.py, 1 tenant)"}[args.data]
+                + "; defaults (auto, ML_AUTO_TIME_BUDGET 600)",
+        "notes": "the machine was shared with other jobs (see loadavg); times include service start-up and the download",
+        "runs": runs,
+    }
+    document = {**previous, args.data: section}  # one section per data set, each with the command that made it
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
