@@ -21,9 +21,10 @@ from ml_service.models import registry
 from ml_service.models.base import TrainedModel
 from ml_service.source.base import ExportSnapshot, TenantFiles
 from ml_service.training.logs import SummaryRow, append_jsonl, append_summary
+from ml_service.training.prepared import Preloaded, finish_model, fingerprint
 
 if TYPE_CHECKING:
-    from ml_service.training.pipeline import Preloaded, Reporter, TenantResult
+    from ml_service.training.pipeline import Reporter, TenantResult
 
 log = logging.getLogger("ml_service.training")
 
@@ -53,7 +54,6 @@ class QuickOutcome:
 
 def quick_model(data: TenantData, settings: Settings) -> TrainedModel:
     """`popular` validated on the same hold-out as the full search (so its NDCG@10 compares), refitted on all data."""
-    from ml_service.training.pipeline import finish_model
     from ml_service.training.tune import fit_final, tune
 
     started = time.monotonic()
@@ -127,7 +127,6 @@ def quick_pass(
     A tenant too small for more than `popular` is trained whole here (`full`, its result put in `done`). A
     tenant whose download or parsing fails is left to the full pass, which reports it.
     """
-    from ml_service.training.pipeline import Preloaded, fingerprint
 
     held: Preloaded | None = None
     for tenant in tenants:

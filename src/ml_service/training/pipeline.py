@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from ml_service.data.tenant import DataError, TenantData
 from ml_service.models import registry
 from ml_service.models.base import TrainedModel
 from ml_service.source.base import ExportSnapshot, Source, SourceError, TenantFiles
+from ml_service.training.prepared import Preloaded, finish_model, fingerprint
 from ml_service.training.logs import (
     DOWNLOAD_FAILED_MSG,
     SummaryRow,
@@ -138,28 +138,6 @@ def train_tenant(
     return TenantResult(data.tenant, state, msg, used, model, sizes=sizes, seconds=seconds)
 
 
-def finish_model(model: TrainedModel, data: TenantData, settings: Settings, started: float, *, stage: str) -> dict[str, float]:
-    """Add what serving needs besides scores (similar items, content vectors) and the run's facts; the seconds."""
-    if data.n_items > 0 and len(data.interactions) > 0:
-        from ml_service.models.similarity import POPULARITY_EXPONENT, similar_item_vectors
-
-        # Similar items come from co-occurrence for every algorithm: it measured better than any model's own
-        # item vectors (benchmarks/results/similar_items.json).
-        model.similarity_vectors, model.item_warm = similar_item_vectors(data, data.interactions, seed=settings.seed)
-        model.info["similar_items"] = {"method": "co-occurrence", "popularity_exponent": POPULARITY_EXPONENT}
-    if model.content_vectors is None and data.n_items > 0:
-        from ml_service.data.features import item_content_vectors
-
-        model.content_vectors = item_content_vectors(data)  # similar items for content without interactions
-    seconds = {"train": round(time.monotonic() - started, 3)}
-    sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
-    # stage: "quick" (anytime's first popular model) or "final"; the protocol tells whether two metrics compare.
-    model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict(), "stage": stage,
-                       "validation_protocol": settings.validation_protocol})
-    model.info.setdefault("seconds", {}).update(seconds)
-    return seconds
-
-
 def _components(params: dict[str, Any]) -> Any:
     """The embedding size of a parameter set, whatever the algorithm calls it."""
     for key in ("no_components", "factors", "components"):
@@ -229,16 +207,6 @@ def run_training(
     return RunResult(ok, results, seconds=seconds)
 
 
-@dataclass
-class Preloaded:
-    """A tenant's parsed export, kept from the quick pass for its full training (saves parsing it twice)."""
-
-    tenant: str
-    data: TenantData
-    fingerprint: str
-    seconds: dict[str, float]
-
-
 def _train_and_log(
     settings: Settings, snapshot: ExportSnapshot, tenant: str, name: str, store: Any,
     load_tenant: Callable[[TenantFiles], TenantData], report: Reporter, run_stamp: str, preloaded: Preloaded | None,
@@ -293,17 +261,6 @@ def _folder_bytes(root: Path) -> int:
         return sum(p.stat().st_size for p in Path(root).rglob("*") if p.is_file())
     except OSError:
         return 0
-
-
-def fingerprint(files: TenantFiles) -> str:
-    """SHA-256 over the tenant's three export files (streamed), to tell which data a model was trained on."""
-    digest = hashlib.sha256()
-    for path in (files.user_interactions, files.user_data, files.item_data):
-        digest.update(path.name.encode())
-        with Path(path).open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def _log_rows(settings: Settings, rows: list[SummaryRow]) -> None:
