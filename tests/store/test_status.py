@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ml_service.store import ModelStore
 from ml_service.store import status as status_files
 from tests.store.support import factors_model
@@ -45,7 +47,10 @@ def test_root_writes_use_unique_temporary_names(store: ModelStore, tmp_path: Pat
     assert store.state_token() and store.read_status() == {"0": {"state": "trained"}}
 
 
-def test_an_unreadable_state_file_reads_as_no_token(store: ModelStore) -> None:
+def test_an_unreadable_state_file_raises_for_the_server_to_keep_what_it_serves(store: ModelStore) -> None:
     store.root.mkdir(parents=True)
     (store.root / "STATE").mkdir()
-    assert store.state_token() == ""
+    with pytest.raises(OSError):  # serving.Recommender.refresh logs it once and keeps its models
+        store.state_token()
+    (store.root / "STATE").rmdir()
+    assert store.state_token() == ""  # missing: nothing published yet
