@@ -78,6 +78,32 @@ def served_values(models_dir: Path, per_tenant: int = 40) -> Served:
     return Served(tenants=tenants, users=tuple(dict.fromkeys(users)), items=tuple(dict.fromkeys(items)))
 
 
+def fuzz_service(base_url: str, key: str, requests: int, seed: int, *, models_dir: Path) -> dict[str, object]:
+    """Fuzz an already running server (benchmarks/reliability.py's hook): the same sweep and `requests` generated
+    requests as main(), their counts and the first examples of any broken answer. `models_dir` is the server's
+    ML_MODELS_DIR, where the valid tenant, user and item ids come from."""
+    from urllib.parse import urlsplit
+
+    address = urlsplit(base_url)
+    if address.hostname is None or address.port is None:
+        raise ValueError(f"base_url {base_url!r}: expected http://HOST:PORT")
+    served = served_values(models_dir)
+    started = time.monotonic()
+    report = run_fuzz(address.hostname, address.port, key, served, requests, seed=seed)
+    seconds = time.monotonic() - started
+    result = report.to_json()
+    return {
+        "requests": result["requests"],
+        "generated": requests,
+        "5xx": result["5xx"],
+        "contract_violations": result["contract_violations"],
+        "seed": seed,
+        "fuzz_s": round(seconds, 1),
+        "statuses_by_route": {route: row["statuses"] for route, row in result["by_route"].items()},
+        "examples": result["examples"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)

@@ -209,19 +209,19 @@ def full_disk(template: Path, seed: int) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------------------------ fuzz
 def fuzz(requests: int, seed: int, template: Path) -> dict[str, Any]:
-    """Run benchmarks/fuzz.py's `fuzz_service(base_url, key, requests, seed)` against a real server, if present."""
+    """Run benchmarks/fuzz.py's `fuzz_service(base_url, key, requests, seed, models_dir=...)` against a real server."""
     try:
         import fuzz as fuzz_module  # noqa: PLC0415 - benchmarks/fuzz.py is written on another branch
     except ImportError as exc:
         return {"status": "fuzz: not available", "why": f"benchmarks/fuzz.py cannot be imported ({exc})"}
     runner = getattr(fuzz_module, "fuzz_service", None)
     if runner is None:
-        return {"status": "fuzz: not available", "why": "benchmarks/fuzz.py has no fuzz_service(base_url, key, requests, seed)"}
+        return {"status": "fuzz: not available", "why": "benchmarks/fuzz.py has no fuzz_service(base_url, key, requests, seed, models_dir)"}
     with tempfile.TemporaryDirectory(prefix="ml-fuzz-") as tmp:
         shutil.copytree(template / "models", Path(tmp) / "models")
         env = service_env(Path(tmp), f"http://127.0.0.1:{free_port()}")
         with Service(env, Path(tmp) / "server.log") as service:
-            result = dict(runner(service.base, KEY, requests, seed))
+            result = dict(runner(service.base, KEY, requests, seed, models_dir=Path(env["ML_MODELS_DIR"])))
             result["server_answers_afterwards"] = not service.answer_problems()
     return result
 

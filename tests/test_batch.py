@@ -250,7 +250,9 @@ def test_batch_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert seen and not seen & {(u, i) for u, i, _ in i2u}
     assert {u for u, _, _ in i2u} <= set(data.users.ids)
     assert all(TYPE_FAMILY[item_type_of(a)] == TYPE_FAMILY[item_type_of(b)] and a != b for a, b, _ in i2i)
-    assert "tenant 3: skipped" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "tenant 3: skipped" in err and "i2u_3.csv hold only their header" in err
+    assert "served its most popular items" not in err  # that is what the service does, not the batch
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -273,6 +275,24 @@ def test_batch_run_honours_ml_seen_policy(tmp_path: Path, monkeypatch: pytest.Mo
         listed[policy] = {(u, i) for u, i, _ in parse(tmp_path / "i2u_2.csv", I2U_LINE, I2U_HEADER)}
     assert seen and not seen & listed["exclude"]
     assert seen & listed["demote"]
+
+
+def test_batch_applies_the_input_limits_of_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ML_MAX_RECORD_MB holds for the batch as for `ml-service train`: a 2 MB record fails its tenant, not the run."""
+    for name in ("user_data_2.csv", "item_data_2.csv", "user_interactions_2.csv"):
+        shutil.copy(SAMPLE / name, tmp_path / name)
+    with open(tmp_path / "item_data_2.csv", "a", encoding="utf-8") as handle:
+        handle.write("engage_article999,0,0,1,0,0" + ",0" * 24 + ',"' + "x" * (2 << 20) + '"\n')
+    _small_tenant(tmp_path, "3")
+    (tmp_path / "tenants.csv").write_text("tenants\n2\n3\n")
+    monkeypatch.setenv("ML_MAX_RECORD_MB", "1")
+    args = ["--query", "popular", "--result_count_user", "3", "--threads", "1", "--data_path", str(tmp_path)]
+    assert batch_main(args) == 1
+    err = capsys.readouterr().err
+    assert "tenant 2: failed" in err and "ML_MAX_RECORD_MB" in err and "item_data_2.csv" in err, err
+    assert "tenant 3: skipped" in err and not (tmp_path / "i2u_2.csv").exists()
 
 
 def test_refuses_to_run_while_ml_started_exists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -88,3 +88,14 @@ def test_models_pin_through_the_command_line(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert store.pinned_version("0") == v1 == store.current_version("0")
+
+
+def test_rollback_repairs_a_garbage_current(store: ModelStore) -> None:
+    v1 = store.publish("0", factors_model(0))
+    store.publish("0", factors_model(1))
+    (store.root / "0" / "CURRENT").write_bytes(b"\xff\xfe../1/x")
+    out, err = io.StringIO(), io.StringIO()
+    assert models_command(store, "rollback", "0", v1, out, err) == 0, err.getvalue()
+    assert out.getvalue() == f"tenant 0: current version is now {v1} (was an unreadable CURRENT)\n"
+    assert "CURRENT holds bytes that are not UTF-8 text" in err.getvalue()
+    assert store.current_version("0") == v1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -50,6 +51,31 @@ def test_pipelined_requests_come_back_in_order(port: int) -> None:
     assert heads[0].endswith(b"\r\n\r\n/a") and b"content-length: 2\r\n" in heads[0]
     assert heads[1].endswith(b"\r\n\r\n") and b"content-length: 3\r\n" in heads[1]  # HEAD: no body
     assert heads[2].endswith(b"\r\n\r\n/ccc") and b"connection: close\r\n" in heads[2]
+
+
+def test_a_request_on_an_idle_connection_during_a_graceful_stop_is_answered() -> None:
+    server = RunningServer(app).start()
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:  # the server has accepted `idle`
+            probe.sendall(b"GET /probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert _read_until_closed(probe).startswith(b"HTTP/1.1 200")
+        server.server.should_exit = True  # as SIGTERM or a rolling restart (SIGHUP) does to a worker
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the listener closes in the same step as idle connections are shut down
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            time.sleep(0.01)
+        idle.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            answer = _read_until_closed(idle)
+        except ConnectionResetError:
+            answer = b"reset"
+    server.thread.join(10)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"/late"), answer
+    assert b"connection: close\r\n" in answer
 
 
 def test_chunked_and_large_bodies_arrive_whole(port: int) -> None:

@@ -67,6 +67,30 @@ def test_with_a_model_the_first_run_waits_one_interval(tmp_path: Path) -> None:
         sched.stop()
 
 
+def test_has_model_raising_plans_a_run_now_instead_of_failing_the_start(tmp_path: Path) -> None:
+    def unreadable_store() -> bool:
+        raise OSError("Input/output error")
+
+    ran = threading.Event()
+    sched = Scheduler(3600, lambda: ran.set() or 0, unreadable_store, tmp_path / "s.json")
+    sched.start()
+    try:
+        assert ran.wait(10)
+    finally:
+        sched.stop()
+
+
+def test_the_state_file_is_written_under_a_unique_temporary_name(tmp_path: Path) -> None:
+    shared = tmp_path / f"scheduler.json.{os.getpid()}.tmp"  # the old per-process name, held by another writer
+    shared.mkdir()
+    clock = [1000.0]
+    sched = Scheduler(3600, lambda: 0, lambda: True, tmp_path / "scheduler.json", clock=lambda: clock[0])
+    sched.start()
+    sched.stop()
+    assert json.loads((tmp_path / "scheduler.json").read_text())["next_run_at"] == 1000.0 + 3600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["scheduler.json", shared.name])
+
+
 def test_a_crashing_run_is_retried_at_the_next_tick(tmp_path: Path) -> None:
     runs: list[float] = []
     sched = _scheduler(tmp_path, 0.2, False, runs, fail=True)

@@ -103,6 +103,21 @@ def test_totara_down_at_start_keeps_serving_the_old_model(tmp_path: Path) -> Non
         assert _user_items(base)["success"] is True  # the old model still serves
 
 
+def test_a_garbage_current_neither_stops_the_start_nor_the_scheduler(tmp_path: Path) -> None:
+    with TotaraSimulator(SAMPLE_DIR, KEY, port=0) as simulator:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("ML_")}, "ML_TOTARA_URL": simulator.url,
+               "ML_TOTARA_KEY": KEY, "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs")}
+        done = subprocess.run([sys.executable, "-m", "ml_service.cli", "train", "--algorithm", "popular"], env=env,
+                              capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        current = tmp_path / "models" / "recommender" / "0" / "CURRENT"
+        current.write_bytes(b"\xff\xfe../../etc\x00")  # tenant 0 comes first: the scheduler's start reads it
+        for base, summary in _serve(tmp_path, {"ML_TOTARA_URL": simulator.url, "ML_RECOMMENDATION_RETRAIN_FREQ": "0.05"}):
+            _wait(lambda: len(read_summary(summary)) >= 6, 120, "the scheduled run after one interval")
+            _wait(lambda: current.read_bytes().isascii(), 30, "the scheduled run to replace the garbage CURRENT")
+            assert _user_items(base)["success"] is True
+
+
 def test_two_workers_on_two_addresses_share_the_models(tmp_path: Path) -> None:
     with TotaraSimulator(SAMPLE_DIR, KEY, port=0) as simulator:
         done = subprocess.run(

@@ -32,6 +32,11 @@ ITEM_ID_PATTERN = re.compile(r"[a-z]+_[a-z]+\d+")
 USER_ID_PATTERN = re.compile(r"\d+")  # ml_recommender_users.user_id is an integer column
 SCORE_CELLS = 4_000_000  # floats per block of users scored at once (16 MB): bounds memory whatever the catalogue size
 FEATURE_MODES = ("mf", "partial", "hybrid")  # algorithms whose feature names the processed_*.txt files list
+# The batch, unlike the service, serves nothing: a tiny tenant gets header-only files, as the legacy script wrote (§9.3).
+BATCH_SMALL_TENANT_MSG = (
+    "The number of users or items is too small to train a model for tenant {tenant}: its i2i_{tenant}.csv and "
+    "i2u_{tenant}.csv hold only their header, so Totara imports no recommendations for it"
+)
 
 
 @dataclass
@@ -97,6 +102,7 @@ def run_batch(
     data_path: Path, settings: Settings, *, result_count_user: int, result_count_item: int, out: TextIO | None = None
 ) -> int:
     """The whole legacy run: flags, every tenant of tenants.csv, outputs; see batch_main for the exit codes."""
+    from ml_service.data.limits import InputLimits
     from ml_service.source.base import SourceError
     from ml_service.source.folder import FolderSource
 
@@ -120,7 +126,8 @@ def run_batch(
     try:
         (data_path / COMPLETED_FLAG).unlink(missing_ok=True)
         try:
-            snapshot = FolderSource(data_path, force=True).fetch()  # the legacy flow has no export_completed check
+            # The legacy flow has no export_completed check; the input limits hold as for `ml-service train`.
+            snapshot = FolderSource(data_path, force=True, limits=InputLimits.from_settings(settings)).fetch()
         except SourceError as exc:
             print(f"ml-service batch: {exc}", file=out)
             return 1
@@ -147,7 +154,7 @@ def process_tenant(
     """Load, train and write one tenant's outputs into `folder`; never raises for the tenant's own problems."""
     from ml_service.data.load import load_tenant
     from ml_service.data.tenant import DataError
-    from ml_service.training.pipeline import SMALL_TENANT_MSG, train_tenant
+    from ml_service.training.pipeline import train_tenant
 
     tenant = files.tenant
     try:
@@ -158,7 +165,7 @@ def process_tenant(
         return TenantOutcome(tenant, "failed", f"cannot read the export files: {exc}")
     if data.n_users < settings.min_users or data.n_items < settings.min_items:
         write_empty_outputs(folder, tenant)
-        return TenantOutcome(tenant, "skipped", SMALL_TENANT_MSG.format(tenant=tenant))
+        return TenantOutcome(tenant, "skipped", BATCH_SMALL_TENANT_MSG.format(tenant=tenant))
     try:
         result = train_tenant(data, settings, algorithm=settings.algorithm)
         if result.model is None or result.state != "trained":

@@ -137,24 +137,27 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         live.reporter(event, details)
         progress(event, details)
 
+    lock = RunLock.for_settings(settings, "train --scheduled" if ns.scheduled else "train")
     try:
-        with RunLock.for_settings(settings, "train --scheduled" if ns.scheduled else "train").held(
-            wait=ns.wait, on_wait=lambda holder: print(f"Waiting for the training run of {holder.describe()}", file=sys.stderr, flush=True)
-        ):
-            try:
-                result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=report)
-            except BaseException as exc:
-                live.finish(False, f"{type(exc).__name__}: {exc}")
-                raise
-            live.finish(result.ok, result.error or ("" if result.ok else "some tenants failed"))
-            progress.close()
-    except RunLockBusy as exc:
+        lock.acquire(wait=ns.wait, on_wait=lambda holder: print(f"Waiting for the training run of {holder.describe()}", file=sys.stderr, flush=True))
+    except (RunLockBusy, OSError) as exc:  # OSError: the lock file cannot be written (a full disk says so plainly)
         import logging
 
-        logging.getLogger("ml_service.training").warning("training not started: %s", exc)
-        live.finish(False, f"not started: {exc}")
-        print(f"Training not started: {exc}; use --wait to wait for it", file=sys.stderr)
+        why = str(exc) if isinstance(exc, RunLockBusy) else f"cannot take the run lock {lock.path}: {exc}"
+        logging.getLogger("ml_service.training").warning("training not started: %s", why)
+        live.finish(False, f"not started: {why}")
+        print(f"Training not started: {why}" + ("; use --wait to wait for it" if isinstance(exc, RunLockBusy) else ""), file=sys.stderr)
         return EXIT_FAILED
+    try:
+        try:
+            result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=report)
+        except BaseException as exc:
+            live.finish(False, f"{type(exc).__name__}: {exc}")
+            raise
+        live.finish(result.ok, result.error or ("" if result.ok else "some tenants failed"))
+        progress.close()
+    finally:
+        lock.release()
     if result.error:
         print(f"Training failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED

@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Any, TextIO
 
-from ml_service.store import ModelStore, StoreError
+from ml_service.store import BadPointerError, ModelStore, StoreError
 from ml_service.store.format import json_default
 
 ACTIONS = ("list", "show", "rollback", "pin", "unpin", "prune")
@@ -28,12 +28,12 @@ def models_command(
             _show(store, _need_tenant(action, tenant), version, out, err)
         elif action == "rollback":
             tenant = _need_tenant(action, tenant, " [VERSION]")
-            before = store.current_version(tenant)
+            before = _current_for_display(store, tenant, err)
             after = store.rollback(tenant, version)
             out.write(f"tenant {tenant}: current version is now {after} (was {before or 'none'})\n")
         elif action == "pin":
             tenant = _need_tenant(action, tenant, " [VERSION]")
-            before = store.current_version(tenant)
+            before = _current_for_display(store, tenant, err)
             pinned = store.pin(tenant, version)
             out.write(
                 f"tenant {tenant}: pinned to version {pinned} (was serving {before or 'none'}); new trainings are "
@@ -63,6 +63,16 @@ def models_command(
         print(f"error: {exc}", file=err)
         return 1
     return 0
+
+
+def _current_for_display(store: ModelStore, tenant: str, err: TextIO) -> str | None:
+    """The current version for a before/after line; a garbage CURRENT is what rollback and pin repair, so it is
+    reported, not fatal."""
+    try:
+        return store.current_version(tenant)
+    except BadPointerError as exc:
+        print(f"note: {exc}", file=err)
+        return "an unreadable CURRENT"
 
 
 def _need_tenant(action: str, tenant: str | None, more: str = "") -> str:

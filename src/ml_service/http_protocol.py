@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with each response written to the socket in one send() instead of two."""
+"""uvicorn's httptools protocol with each response written to the socket in one send() instead of two, and a
+graceful stop that answers a request already on its way on an idle connection instead of dropping it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+STOP_GRACE_S = 1.0  # how long a stopping worker still reads a request from an idle connection
 
 
 class WriteCoalescer:
@@ -56,5 +59,26 @@ class WriteCoalescer:
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol writing through a WriteCoalescer (pass as uvicorn.Config(http=...))."""
 
+    _stopping = False
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(WriteCoalescer(transport, self.loop))  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        """Graceful stop (SIGTERM, SIGHUP's rolling restart). uvicorn closes an idle connection at once, but a
+        client that has just connected, or reuses a kept-alive one, may have its request in flight: it would see a
+        reset. Here such a request within STOP_GRACE_S is still answered, with `Connection: close`."""
+        self._stopping = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # as uvicorn: the running request finishes, then the connection closes
+            return
+        self.loop.call_later(STOP_GRACE_S, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._stopping and self.cycle is not None:
+            self.cycle.keep_alive = False

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from ml_service.config import Settings
 from ml_service.processes import process_start_time, same_process
+from ml_service.store.files import atomic_write
 from ml_service.training.logs import SummaryRow, append_jsonl, append_summary, summary_timestamp
 
 log = logging.getLogger("ml_service.scheduler")
@@ -58,7 +59,12 @@ class Scheduler:
     def start(self) -> None:
         """Plan the first run (now if there is no model, else one interval later) and start the thread."""
         now = self._clock()
-        self.next_run_at = now if not self._has_model() else now + self.interval_s
+        try:
+            has_model = self._has_model()
+        except Exception:  # e.g. an unreadable store: training now is what can repair it
+            log.exception("cannot tell whether a model is published; training now")
+            has_model = False
+        self.next_run_at = now if not has_model else now + self.interval_s
         self._save()
         self._thread = threading.Thread(target=self._loop, name="ml-scheduler", daemon=True)
         self._thread.start()
@@ -118,9 +124,7 @@ class Scheduler:
         }
         try:
             self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._state_path.with_name(f"{self._state_path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(state))
-            os.replace(tmp, self._state_path)
+            atomic_write(self._state_path, json.dumps(state).encode("utf-8"))  # a unique temporary name per write
         except OSError as exc:
             log.warning("cannot write scheduler state %s: %s", self._state_path, exc)
 

@@ -94,6 +94,19 @@ class ServiceStopped(BaseException):
     """SIGTERM arrived: unwind `serve` so its clean-up (ending the training child) runs."""
 
 
+def has_any_model(store: Any) -> bool:
+    """True when some tenant's CURRENT names a version; a garbage or unreadable CURRENT counts as none (logged)."""
+    from ml_service.store import BadPointerError
+
+    for tenant in store.tenants():
+        try:
+            if store.current_version(tenant):
+                return True
+        except BadPointerError as exc:
+            log.warning("tenant %s: %s; the next training run replaces it", tenant, exc)
+    return False
+
+
 def _raise_stopped(signum: int, frame: Any) -> None:
     raise ServiceStopped()
 
@@ -137,7 +150,7 @@ def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
             scheduler = Scheduler(
                 settings.retrain_freq_minutes * 60.0,
                 run_once=runner.run,
-                has_model=lambda: bool(store.tenants()) and any(store.current_version(t) for t in store.tenants()),
+                has_model=lambda: has_any_model(store),
                 state_path=scheduler_state_path(settings),
                 cancel=runner.stop,
             )

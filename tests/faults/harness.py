@@ -9,6 +9,7 @@ import csv
 import os
 import queue
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -227,12 +228,14 @@ class KillOutcome:
     notes: list[str] = field(default_factory=list)
 
 
+_PROGRESS_SUFFIX = re.compile(r"\s+\[\d+%[^\]]*\]$")  # "  [40%, about 12 s left]" after each progress line
+
+
 def _reader(stream: object, lines: "queue.Queue[str | None]", seen: list[str]) -> None:
-    for line in stream:  # type: ignore[attr-defined]
-        # `ml-service train` may append "  [37%, about 12 s left]" to a progress line: compare without it.
-        text = line.rstrip("\n").split("  [", 1)[0]
-        seen.append(text)
-        lines.put(text)
+    for raw in stream:  # type: ignore[attr-defined]
+        line = _PROGRESS_SUFFIX.sub("", raw.rstrip("\n"))
+        seen.append(line)
+        lines.put(line)
     lines.put(None)
 
 

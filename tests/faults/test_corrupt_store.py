@@ -69,18 +69,9 @@ GARBAGE = {
     "path traversal": b"../0/20261202T000000.000000Z-abcdef\n",
     "missing version": b"20261202T000000.000000Z-abcdef\n",
 }
-FAILS_TODAY = pytest.mark.xfail(
-    strict=True,
-    reason="Recommender.refresh calls store.current_version for every tenant outside its try: a malformed CURRENT "
-    "raises (StoreError, or UnicodeDecodeError for non-UTF-8 bytes) and aborts the whole refresh, so no other "
-    "tenant's new version is hot-swapped (issue 9, point 1)",
-)
 
 
-@pytest.mark.parametrize(
-    "garbage",
-    [pytest.param(name, marks=FAILS_TODAY) if name != "missing version" else name for name in GARBAGE],
-)
+@pytest.mark.parametrize("garbage", list(GARBAGE))
 def test_garbage_current_does_not_stop_other_tenants_hot_swapping(scenario: Scenario, garbage: str) -> None:
     env, service = scenario.env, scenario.service
     before = current_versions(env)
@@ -116,12 +107,6 @@ def test_start_with_a_corrupt_current_version_serves_the_previous_one(scenario: 
     assert damaged != before["1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="at start-up create_app's first Recommender.refresh raises StoreError on tenant 1's malformed CURRENT "
-    "(store.current_version is called outside the per-tenant try), so the server starts with no tenant served at "
-    "all and answers every tenant as not ready (issue 9, point 1)",
-)
 def test_start_with_a_garbage_current_serves_every_other_tenant(scenario: Scenario) -> None:
     env = scenario.env
     before = current_versions(env)

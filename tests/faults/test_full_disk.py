@@ -28,6 +28,7 @@ from tests.faults.harness import (
 )
 
 TMPFS_SIZE = "4m"
+PAGE = 4096  # tmpfs allocates whole pages
 
 
 @pytest.fixture
@@ -92,12 +93,6 @@ def test_full_disk_during_publish_keeps_the_previous_models(small_disk: Path, tr
         assert serving_problems(service, env, after) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="numpy's ndarray.tofile reports a short write on a full disk as 'OSError: 5312 requested and 5088 written' "
-    "(no errno), and publish passes it on as is: the failed tenant's message never says the disk is full nor names "
-    "the folder (store._save_array)",
-)
 def test_full_disk_is_reported_as_a_full_disk(small_disk: Path, trained_template: Path) -> None:
     env = _env_on(small_disk, trained_template)
     version = current_versions(env)["0"]
@@ -106,18 +101,31 @@ def test_full_disk_is_reported_as_a_full_disk(small_disk: Path, trained_template
     assert done.returncode != 0
     failures = [line for line in done.stdout.splitlines() if line.startswith("tenant 0:")]
     assert failures and "No space left on device" in failures[0] and str(small_disk) in failures[0], failures
+    assert "bytes free" in failures[0] and "ML_MODELS_DIR" in failures[0], failures
+    assert leftovers(env) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with no byte free, run_training's final store.write_status (status.json) raises OSError ENOSPC out of "
-    "`ml-service train`: a Python traceback instead of the summary table and the failed tenants' lines "
-    "(pipeline._write_status is not guarded as _log_rows is)",
-)
 def test_full_disk_run_ends_with_its_summary_not_a_traceback(small_disk: Path, trained_template: Path) -> None:
     env = _env_on(small_disk, trained_template)
+    _fill(small_disk, PAGE)  # room for the run lock's file, none for a version nor for status.json
+    done = run_train(env, "--source", str(SAMPLE_DIR))
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "cannot record the training status" in done.stderr, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines and lines[0].split()[:2] == ["tenant", "state"], done.stdout  # the summary table's header
+    failures = [line for line in lines if line.startswith("tenant ") and ":" in line]
+    assert [line.split(":")[0] for line in failures] == [f"tenant {t}" for t in TENANTS], done.stdout
+    assert all("No space left on device" in line for line in failures), failures
+
+
+def test_no_byte_free_says_the_run_did_not_start(small_disk: Path, trained_template: Path) -> None:
+    env = _env_on(small_disk, trained_template)
+    before = current_versions(env)
     _fill(small_disk, 0)
     done = run_train(env, "--source", str(SAMPLE_DIR))
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr.split("tenant 2: failed")[-1], done.stderr[-2000:]
-    assert [line for line in done.stdout.splitlines() if line.startswith("tenant ")][:3] != [], done.stdout
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "Training not started: cannot take the run lock" in done.stderr, done.stderr[-2000:]
+    assert "No space left on device" in done.stderr and str(small_disk) in done.stderr, done.stderr[-2000:]
+    assert current_versions(env) == before

@@ -23,11 +23,6 @@ def test_kill_in_stage_keeps_serving_and_the_next_run_succeeds(scenario: Scenari
     assert problems == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a training run killed while downloading leaves its staging folder <ML_MODELS_DIR>/staging/<stamp>-<pid>-* "
-    "behind, and the next run does not sweep it (issue 9, point 4)",
-)
 def test_staging_folder_of_a_killed_download_is_swept_by_the_next_run(scenario: Scenario) -> None:
     scenario.simulator.stall_seconds = 3.0
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_service.store import CURRENT_FILE, CorruptVersionError, ModelStore, StoreError
+from ml_service.store import CURRENT_FILE, BadPointerError, CorruptVersionError, ModelStore, StoreError
 from tests.store.support import factors_model, item_item_model
 
 
@@ -266,3 +266,27 @@ def test_an_unreadable_pin_still_holds_the_pointer(store: ModelStore, caplog: py
     assert store.current_version("0") == v1 and v2 in [i.version for i in store.versions("0")]
     assert "PINNED holds 'garbage'" in caplog.text
     assert store.unpin("0") is None and store.publish("0", factors_model(2)) == store.current_version("0")
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"\xff\xfe\x00\x9c\x81", "not UTF-8 text"),
+        (b"../0/20261202T000000.000000Z-abcdef\n", "which is not a version id"),
+        (b"", "which is not a version id"),
+        (None, "cannot be read"),  # CURRENT is a folder
+    ],
+    ids=["random bytes", "path traversal", "empty", "unreadable"],
+)
+def test_a_garbage_current_raises_bad_pointer_error_naming_the_file(store: ModelStore, content: bytes | None, problem: str) -> None:
+    store.publish("3", item_item_model())
+    current = store.root / "3" / CURRENT_FILE
+    current.unlink()
+    if content is None:
+        current.mkdir()
+    else:
+        current.write_bytes(content)
+    with pytest.raises(BadPointerError, match=problem) as raised:
+        store.current_version("3")
+    assert isinstance(raised.value, StoreError) and raised.value.tenant == "3" and raised.value.path == current
+    assert str(current) in str(raised.value)

@@ -85,6 +85,22 @@ def test_a_broken_tenant_fails_alone_and_keeps_its_previous_model(
     assert read_summary(settings.train_summary_log)[-1]["MSG"].startswith("Invalid export data: item_data_1.csv")
 
 
+@pytest.mark.parametrize("garbage", [b"\xff\xfe\x00\x9c garbage", b"../0/20261202T000000.000000Z-abcdef\n"])
+def test_a_failing_tenant_with_a_garbage_current_does_not_crash_the_run(tmp_path: Path, export: Path, garbage: bytes) -> None:
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    settings = _settings(tmp_path, algorithm="popular")
+    store = ModelStore(settings.recommender_dir)
+    assert run_training(settings, FolderSource(folder), store).ok
+    (store.root / "1" / "CURRENT").write_bytes(garbage)
+    (folder / "item_data_1.csv").write_text("item_id,document\nengage_article1,x\n")  # tenant 1 fails to load
+    result = run_training(settings, FolderSource(folder), store)
+    assert [(r.tenant, r.state) for r in result.tenants] == [("0", "trained"), ("1", "failed")]
+    status = store.read_status()
+    assert status["0"]["state"] == "trained" and status["1"]["state"] == "failed"
+    assert (store.root / "1" / "CURRENT").read_bytes() == garbage  # left for the operator or the next good publish
+
+
 def test_download_failure_logs_the_reference_all_row(tmp_path: Path) -> None:
     settings = _settings(tmp_path, totara_url="http://127.0.0.1:9", totara_key=KEY, connect_timeout_s=1)
     store = ModelStore(settings.recommender_dir)

@@ -7,7 +7,15 @@ left tenants.csv), `files` (durable writes: the seam for another storage backend
 
 from __future__ import annotations
 
-from ml_service.store.format import FORMAT_VERSION, META_FILE, CorruptVersionError, LoadedModel, StoreError
+from ml_service.store.files import DiskFullError
+from ml_service.store.format import (
+    FORMAT_VERSION,
+    META_FILE,
+    BadPointerError,
+    CorruptVersionError,
+    LoadedModel,
+    StoreError,
+)
 from ml_service.store.model_store import (
     CURRENT_FILE,
     DELETE_PREFIX,
@@ -21,7 +29,7 @@ from ml_service.store.runlock import RUN_LOCK_FILE, LockHolder, RunLock, RunLock
 from ml_service.store.status import STATE_FILE, STATUS_FILE
 
 __all__ = [
-    "CURRENT_FILE", "DELETE_PREFIX", "FORMAT_VERSION", "LOCK_FILE", "META_FILE", "PINNED_FILE", "RUN_LOCK_FILE",
-    "STATE_FILE", "STATUS_FILE", "TMP_PREFIX", "CorruptVersionError", "LoadedModel", "LockHolder", "ModelStore",
+    "CURRENT_FILE", "DELETE_PREFIX", "DiskFullError", "FORMAT_VERSION", "LOCK_FILE", "META_FILE", "PINNED_FILE", "RUN_LOCK_FILE",
+    "STATE_FILE", "STATUS_FILE", "TMP_PREFIX", "BadPointerError", "CorruptVersionError", "LoadedModel", "LockHolder", "ModelStore",
     "RunLock", "RunLockBusy", "StoreError", "VersionInfo",
 ]

@@ -7,13 +7,73 @@ This is the seam a remote backend (e.g. S3 through fsspec) would replace: every 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
 
 TMP_SUFFIX = ".tmp"
+# numpy's ndarray.tofile (used by np.save) reports a short write without an errno: "5312 requested and 5088 written".
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+class DiskFullError(OSError):
+    """A store write failed because its file system is full: says so plainly, with the folder, free bytes, what to do.
+
+    An OSError (errno ENOSPC) so every handler of write errors keeps handling it; its message replaces numpy's
+    "N requested and M written" and Python's bare "[Errno 28]" with one an operator can act on.
+    """
+
+    def __init__(self, folder: Path, cause: OSError) -> None:
+        self.folder = Path(folder)
+        self.free_bytes = free_bytes(self.folder)
+        free = "unknown" if self.free_bytes is None else f"{self.free_bytes:,}"
+        quota = " (or its disk quota is used up)" if cause.errno == errno.EDQUOT else ""
+        message = (
+            f"No space left on device: the file system holding {self.folder} is full{quota}, {free} bytes free "
+            f"({cause}). Free space there (old versions: `ml-service models prune`) or move ML_MODELS_DIR to a "
+            "bigger disk, then train again; the models already published keep serving"
+        )
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for an OSError that means "no space": ENOSPC, EDQUOT, or numpy's errno-less short write."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return exc.errno is None and bool(_SHORT_WRITE.search(str(exc)))
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Bytes free for this user on the file system of `folder` (or of its nearest existing parent); None if unknown."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        try:
+            return int(shutil.disk_usage(candidate).free)
+        except OSError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def disk_full_reported(folder: Path) -> Iterator[None]:
+    """Turn a "no space" OSError raised in the block into a DiskFullError naming `folder`; other errors pass."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(folder, exc) from exc
 
 
 def write_file(path: Path, data: bytes) -> None:
@@ -33,8 +93,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     """Write a unique temporary file, fsync, rename over `path`, fsync the folder: readers see old or new, never half."""
     tmp = unique_tmp_name(path)
     try:
-        write_file(tmp, data)
-        os.replace(tmp, path)
+        with disk_full_reported(path.parent):
+            write_file(tmp, data)
+            os.replace(tmp, path)
     except BaseException:
         try:
             tmp.unlink()

@@ -41,6 +41,14 @@ class StoreError(Exception):
     """The store cannot do what was asked; the message says what to fix."""
 
 
+class BadPointerError(StoreError):
+    """A tenant's CURRENT or PINNED file cannot be read or does not hold a version id (garbage, traversal, bad bytes)."""
+
+    def __init__(self, tenant: str, path: Path, problem: str):
+        super().__init__(f"{path} {problem}")
+        self.tenant, self.path, self.problem = tenant, path, problem
+
+
 class CorruptVersionError(StoreError):
     """A version folder is damaged: names the version, the file and what is wrong with it."""
 

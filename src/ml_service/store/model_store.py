@@ -19,9 +19,10 @@ from typing import Any
 
 from ml_service.models.base import TrainedModel
 from ml_service.store import status as status_files
-from ml_service.store.files import atomic_write, exclusive_lock, fsync_dir
+from ml_service.store.files import atomic_write, disk_full_reported, exclusive_lock, fsync_dir
 from ml_service.store.format import (
     VERSION_RE,
+    BadPointerError,
     CorruptVersionError,
     LoadedModel,
     StoreError,
@@ -79,7 +80,11 @@ class ModelStore:
         return sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
 
     def current_version(self, tenant: str) -> str | None:
-        """The version CURRENT names, or None when the tenant has never been published."""
+        """The version CURRENT names, or None when the tenant has never been published.
+
+        BadPointerError (a StoreError) when CURRENT cannot be read or holds no version id: callers that must go on
+        (serving, the status of a run, the scheduler) catch it; the next publish replaces the file.
+        """
         return self._read_pointer(tenant, CURRENT_FILE)
 
     def pinned_version(self, tenant: str) -> str | None:
@@ -177,14 +182,15 @@ class ModelStore:
             _remove_leftovers(tenant_dir)
             version = new_version_id(self._version_names(tenant_dir))
             tmp = tenant_dir / f"{TMP_PREFIX}{version}"
-            tmp.mkdir()
             try:
-                write_version(tmp, tenant, version, model)
-                fsync_dir(tmp)
-                os.rename(tmp, tenant_dir / version)
-                fsync_dir(tenant_dir)
+                with disk_full_reported(tenant_dir):
+                    tmp.mkdir()
+                    write_version(tmp, tenant, version, model)
+                    fsync_dir(tmp)
+                    os.rename(tmp, tenant_dir / version)
+                    fsync_dir(tenant_dir)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(tmp, ignore_errors=True)  # a half-written version is never left behind
                 raise
             pinned = self._pin_of_publish(tenant, tenant_dir)
             if pinned is not None:
@@ -296,10 +302,13 @@ class ModelStore:
             name = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise BadPointerError(tenant, path, f"holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                                  "not a version id like 20261123T081500.000000Z-1a2b3c") from exc
+        except OSError as exc:
+            raise BadPointerError(tenant, path, f"cannot be read: {exc.strerror or exc}") from exc
         if not VERSION_RE.fullmatch(name):
-            raise StoreError(f"{path} holds {name[:80]!r}, which is not a version id like 20261123T081500.000000Z-1a2b3c")
+            raise BadPointerError(tenant, path, f"holds {name[:80]!r}, which is not a version id like 20261123T081500.000000Z-1a2b3c")
         return name
 
     def _pointer_or_none(self, tenant: str, file_name: str) -> str | None:

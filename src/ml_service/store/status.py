@@ -23,7 +23,10 @@ STATUS_FILE = "status.json"  # the tenants of the last runs and their state
 
 
 def state_token(root: Path) -> str:
-    """Changes whenever a tenant's current pointer changes (one small read): servers poll it to hot-swap."""
+    """Changes whenever a tenant's current pointer changes (one small read): servers poll it to hot-swap.
+
+    "" when STATE is missing or not ASCII; OSError when it cannot be read (servers keep what they serve, log once).
+    """
     try:
         return (root / STATE_FILE).read_text(encoding="ascii").strip()
     except (FileNotFoundError, UnicodeDecodeError):  # no publish yet, or garbage: servers re-check every pointer

@@ -145,7 +145,10 @@ def quick_pass(
             done[tenant] = full(tenant, preloaded)
             continue
         outcome = _publish_quick(settings, store, preloaded)
-        append_jsonl(settings.training_jsonl, outcome.as_record())
+        try:
+            append_jsonl(settings.training_jsonl, outcome.as_record())
+        except OSError as exc:  # a full disk must not end the run
+            log.error("cannot write %s: %s", settings.training_jsonl, exc)
         if outcome.published:
             _log_quick_row(settings, run_stamp, outcome)
         report("quick-done", {"outcome": outcome})

@@ -13,6 +13,8 @@ from ml_service.data.tenant import DataError, TenantData
 from ml_service.models import registry
 from ml_service.models.base import TrainedModel
 from ml_service.source.base import ExportSnapshot, Source, SourceError, TenantFiles
+from ml_service.store.files import DiskFullError
+from ml_service.store.format import BadPointerError, StoreError
 from ml_service.training.prepared import Preloaded, finish_model, fingerprint
 from ml_service.training.logs import (
     DOWNLOAD_FAILED_MSG,
@@ -169,7 +171,7 @@ def run_training(
         log.error("training run failed: %s", exc)
         _log_rows(settings, [SummaryRow(run_stamp, name, "all", DOWNLOAD_FAILED_MSG)])
         download = {"ok": False, "seconds": round(time.monotonic() - run_started, 3), "bytes": 0}
-        append_jsonl(settings.training_jsonl, {"event": "run", "ok": False, "error": str(exc), "at": time.time(), "download": download})
+        _append_record(settings, {"event": "run", "ok": False, "error": str(exc), "at": time.time(), "download": download})
         return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
     download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root)}
     done: dict[str, TenantResult] = {}
@@ -199,8 +201,8 @@ def run_training(
     _write_status(store, results, merge=tenants is not None)
     seconds = time.monotonic() - run_started
     ok = all(r.state != "failed" for r in results)
-    append_jsonl(
-        settings.training_jsonl,
+    _append_record(
+        settings,
         {"event": "run", "ok": ok, "tenants": [r.tenant for r in results], "seconds": round(seconds, 3), "at": time.time(),
          "download": download},
     )
@@ -215,7 +217,7 @@ def _train_and_log(
     report("tenant-start", {"tenant": tenant})
     result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report, preloaded)
     _log_rows(settings, [result.summary_row(run_stamp)])
-    append_jsonl(settings.training_jsonl, {"event": "tenant", "stage": "final", "at": time.time(), **result.as_record()})
+    _append_record(settings, {"event": "tenant", "stage": "final", "at": time.time(), **result.as_record()})
     report("tenant-done", {"result": result})
     return result
 
@@ -248,6 +250,9 @@ def _train_one(
         seconds["publish"] = round(time.monotonic() - started, 3)
     except DataError as exc:
         return TenantResult(tenant, "failed", f"Invalid export data: {exc}", name, seconds=seconds)
+    except DiskFullError as exc:  # an operator's problem, not a bug: the message says it all, no traceback
+        log.error("training tenant %s failed: %s", tenant, exc)
+        return TenantResult(tenant, "failed", f"Training failed: {exc}", name, seconds=seconds)
     except Exception as exc:  # one tenant's crash must not stop the others; its old model keeps serving
         log.exception("training tenant %s failed", tenant)
         return TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name, seconds=seconds)
@@ -263,6 +268,14 @@ def _folder_bytes(root: Path) -> int:
         return 0
 
 
+def _append_record(settings: Settings, record: dict[str, Any]) -> None:
+    """One record of training.jsonl; a failed write (a full disk) is logged and never ends the run."""
+    try:
+        append_jsonl(settings.training_jsonl, record)
+    except OSError as exc:
+        log.error("cannot write %s: %s", settings.training_jsonl, exc)
+
+
 def _log_rows(settings: Settings, rows: list[SummaryRow]) -> None:
     try:
         append_summary(settings.train_summary_log, rows)
@@ -276,11 +289,14 @@ def _apply_retention(settings: Settings, store: Any, present: list[str]) -> None
 
     try:
         deleted = apply_retention(store, present, runs=settings.tenant_retention_runs, staging_root=settings.staging_dir)
+    except DiskFullError as exc:
+        log.error("cannot count the tenants that left tenants.csv: %s; trying again at the next run", exc)
+        return
     except Exception:
         log.exception("deleting the tenants that left tenants.csv failed; trying again at the next run")
         return
     for tenant, paths in deleted.items():
-        append_jsonl(settings.training_jsonl, {"event": "tenant-deleted", "tenant": tenant, "deleted": paths, "at": time.time()})
+        _append_record(settings, {"event": "tenant-deleted", "tenant": tenant, "deleted": paths, "at": time.time()})
 
 
 def _write_status(store: Any, results: list[TenantResult], *, merge: bool = False) -> None:
@@ -288,13 +304,25 @@ def _write_status(store: Any, results: list[TenantResult], *, merge: bool = Fals
     status: dict[str, dict[str, Any]] = {}
     for r in results:
         entry: dict[str, Any] = {"state": r.state, "msg": r.msg, "algorithm": r.algorithm, "at": time.time()}
-        if r.state == "failed" and store.current_version(r.tenant):
+        if r.state == "failed" and _current_or_none(store, r.tenant):
             entry.update(state="serving-previous", last_error=r.msg)
         pinned = _pinned_or_none(store, r.tenant) if r.version else None
         if pinned is not None and pinned != r.version:
             entry["pinned"] = pinned  # trained and stored, but the operator keeps serving the pinned version
         status[r.tenant] = entry
-    store.write_status(status, merge=merge)
+    try:
+        store.write_status(status, merge=merge)
+    except (OSError, StoreError) as exc:  # e.g. a full disk: what was published serves all the same
+        log.error("cannot record the training status of tenants %s in the store: %s", ", ".join(status) or "(none)", exc)
+
+
+def _current_or_none(store: Any, tenant: str) -> str | None:
+    """The tenant's current version; None (with a warning) when its CURRENT file is unreadable or garbage."""
+    try:
+        return store.current_version(tenant)
+    except BadPointerError as exc:
+        log.warning("tenant %s: %s; servers fall back to its newest model version that loads", tenant, exc)
+        return None
 
 
 def _pinned_or_none(store: Any, tenant: str) -> str | None:
