@@ -102,6 +102,7 @@ class CsvTable:
         # again from there. Blocks ending more than max_record_bytes before the newest one are forgotten.
         self._blocks: deque[tuple[int, int, int]] = deque()
         self._taken = 0  # lines parse_record read past the csv module (its line_num does not count them)
+        self._newest_text = ""  # the text of self._blocks[-1]
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:
@@ -179,6 +180,7 @@ class CsvTable:
             if self._open_record is not None or '"' in text:
                 self._measure_quoted_records(text, newlines + 1)
             self._remember_block(lines_before + 1, offset, offset + len(block))
+            self._newest_text = text  # alive anyway while the csv module reads it
             lines_before += text.count("\n")
             if "\r" in text:
                 lines_before += text.count("\r") - text.count("\r\n")
@@ -279,22 +281,27 @@ class CsvTable:
 
     def _long_record(self, line: int) -> list[str] | BadRecord | DataError:
         """Parse the record starting on `line` with parse_record: its lines up to the one the csv module stopped
-        in are read again from the file (the module has consumed them), the rest is taken from the line stream."""
+        in are taken again from the newest text block, or read again from the file when the record began in an
+        earlier one (the module has consumed them); the rest is taken from the line stream."""
         read_through = self._line_num()
         start = next((block for block in reversed(self._blocks) if block[0] <= line), None)
         if start is None:  # it began before the remembered blocks, more than max_record_bytes ago
             return self._too_long(line, "a record")
         first_line, begin, _ = start
-        position = self._file.tell()
-        try:
-            self._file.seek(begin)
-            data = self._file.read(self._blocks[-1][2] - begin)
-        finally:
-            self._file.seek(position)
-        text = data.decode("utf-8")  # decoded once already: cannot fail
-        text = _double_php_quotes(text)
-        again = itertools.islice(io.StringIO(text, newline=""), line - first_line, read_through - first_line + 1)
-        result = parse_record(itertools.chain(again, self._take_lines()), self.max_record_bytes)
+        if start is self._blocks[-1]:
+            text = self._newest_text
+        else:
+            position = self._file.tell()
+            try:
+                self._file.seek(begin)
+                data = self._file.read(self._blocks[-1][2] - begin)
+            finally:
+                self._file.seek(position)
+            text = _double_php_quotes(data.decode("utf-8"))  # decoded once already: cannot fail
+        again = list(itertools.islice(io.StringIO(text, newline=""), line - first_line, read_through - first_line + 1))
+        result = parse_record(itertools.chain(again, self._lines), self.max_record_bytes)
+        if result is not None:
+            self._taken += max(0, result.lines - len(again))  # lines parse_record took from the stream
         self._lines_done = self._line_num()
         if result is None or result.error == END_OF_DATA:
             return self._truncated(line)
@@ -304,11 +311,6 @@ class CsvTable:
             return BadRecord(line, f"unreadable record ({result.error})")
         assert result.fields is not None
         return result.fields
-
-    def _take_lines(self) -> Iterator[str]:
-        for text in self._lines:
-            self._taken += 1
-            yield text
 
     def chunks(self) -> Iterator[RowChunk | BadRecord]:
         """Data records in chunks of at most `chunk_rows`; blank lines are skipped; malformed records come alone."""

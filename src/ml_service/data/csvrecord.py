@@ -20,6 +20,7 @@ TOO_LONG = "record longer than the limit"
 
 _START_RECORD, _START_FIELD, _IN_FIELD, _IN_QUOTED, _QUOTE_IN_QUOTED, _EAT_CRNL = range(6)
 _UNQUOTED_END = re.compile(r"[,\r\n]")
+_QUOTED_TEXT = re.compile(r'[^"]*(?:""[^"]*)*')
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ def parse_record(lines: Iterable[str], max_chars: int) -> ParsedRecord | None:
     `lines` is empty.
     """
     fields: list[str] = []
-    piece: list[str] = []  # the current field so far
+    piece: list[str] = []  # the current field so far; a quoted one as written, its quotes still doubled
+    quoted = False
     state = _START_RECORD
     used = chars = 0
     for line in lines:
@@ -47,15 +49,18 @@ def parse_record(lines: Iterable[str], max_chars: int) -> ParsedRecord | None:
         chars += len(line)
         if chars > max_chars:
             return ParsedRecord(None, TOO_LONG, used)
+        if state == _IN_QUOTED and '"' not in line:  # most lines of a long quoted field
+            piece.append(line)
+            continue
         pos, end = 0, len(line)
         while pos < end:
             if state == _IN_QUOTED:
-                quote = line.find('"', pos)
-                if quote < 0:
-                    piece.append(line[pos:])
-                    break
-                piece.append(line[pos:quote])
-                pos, state = quote + 1, _QUOTE_IN_QUOTED
+                text = _QUOTED_TEXT.match(line, pos)  # up to a lone quote (the closing one) or the line end
+                assert text is not None  # the pattern matches the empty string
+                piece.append(text.group())
+                pos = text.end()
+                if pos < end:
+                    pos, state = pos + 1, _QUOTE_IN_QUOTED
                 continue
             char = line[pos]
             if state == _START_RECORD:
@@ -64,8 +69,9 @@ def parse_record(lines: Iterable[str], max_chars: int) -> ParsedRecord | None:
                     continue
                 state = _START_FIELD
             if state == _START_FIELD:
+                quoted = False
                 if char == '"':
-                    state = _IN_QUOTED
+                    state, quoted = _IN_QUOTED, True
                 elif char == ",":
                     fields.append("")
                 elif char in "\r\n":
@@ -81,16 +87,16 @@ def parse_record(lines: Iterable[str], max_chars: int) -> ParsedRecord | None:
                     piece.append(line[pos:])
                     break
                 piece.append(line[pos:stop.start()])
-                fields.append("".join(piece))
+                fields.append(_field(piece, quoted))
                 piece = []
                 state = _START_FIELD if stop.group() == "," else _EAT_CRNL
                 pos = stop.end()
             elif state == _QUOTE_IN_QUOTED:
                 if char == '"':
-                    piece.append('"')
+                    piece.append('""')
                     state = _IN_QUOTED
                 elif char == "," or char in "\r\n":
-                    fields.append("".join(piece))
+                    fields.append(_field(piece, quoted))
                     piece = []
                     state = _START_FIELD if char == "," else _EAT_CRNL
                 else:
@@ -102,10 +108,16 @@ def parse_record(lines: Iterable[str], max_chars: int) -> ParsedRecord | None:
                 pos += 1
         # the end of a physical line: only an open quoted field carries the record on to the next line
         if state in (_START_FIELD, _IN_FIELD, _QUOTE_IN_QUOTED):
-            fields.append("".join(piece))
+            fields.append(_field(piece, quoted))
             return ParsedRecord(fields, None, used)
         if state in (_START_RECORD, _EAT_CRNL):
             return ParsedRecord(fields, None, used)
     if used == 0:
         return None
     return ParsedRecord(None, END_OF_DATA, used)
+
+
+def _field(piece: list[str], quoted: bool) -> str:
+    """A field's value: a quoted field's doubled quotes made single (its pieces never split a pair)."""
+    value = "".join(piece)
+    return value.replace('""', '"') if quoted and '""' in value else value
