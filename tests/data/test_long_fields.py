@@ -142,7 +142,16 @@ def test_csv_module_and_long_record_path_read_any_file_alike(
     lines = [php_csv_line(row).encode() for row in rows]
     path.write_bytes(b"h1,h2\n" + b"".join(lines[:where]) + bad + b"".join(lines[where:]))
     with csv_limit(sys.maxsize):
-        whole = read_all(path, chunk_rows=chunk_rows)
+        whole = outcome(path, chunk_rows)
     with csv_limit(16):
-        split = read_all(path, chunk_rows=chunk_rows)
+        split = outcome(path, chunk_rows)
     assert split == whole
+
+
+def outcome(path: Path, chunk_rows: int) -> object:
+    """What reading the file gives: its records, or the error that failed it (PHP's one ambiguous output,
+    `\\"` before a comma, can leave a quote open)."""
+    try:
+        return read_all(path, chunk_rows=chunk_rows)
+    except DataError as exc:
+        return exc.issue
