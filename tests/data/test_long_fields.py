@@ -131,16 +131,20 @@ table_rows = st.lists(st.lists(cell, min_size=2, max_size=2), max_size=12)
 damage = st.sampled_from([b"", b'9,"ab"cd\n', b"\n\n", b"\r\n"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(table_rows, damage, st.integers(min_value=0, max_value=12), st.integers(min_value=1, max_value=5))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table_rows, damage, st.integers(min_value=0, max_value=12), st.integers(min_value=1, max_value=5),
+       st.sampled_from([64, 1000, csvio.BLOCK_BYTES]))
 def test_csv_module_and_long_record_path_read_any_file_alike(
-    tmp_path: Path, rows: list[list[str]], bad: bytes, where: int, chunk_rows: int,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[list[str]], bad: bytes, where: int, chunk_rows: int,
+    block: int,
 ) -> None:
     """The same file read with the csv module's limit lowered to 16 characters (most records take the long-record
-    path) and raised past every record (none does): records, line numbers and bad records are identical."""
+    path) and raised past every record (none does): records, line numbers and bad records are identical. Small
+    read blocks make records span blocks, so they are read again from the file and continued into later blocks."""
     path = tmp_path / "f.csv"
     lines = [php_csv_line(row).encode() for row in rows]
     path.write_bytes(b"h1,h2\n" + b"".join(lines[:where]) + bad + b"".join(lines[where:]))
+    monkeypatch.setattr(csvio, "BLOCK_BYTES", block)
     with csv_limit(sys.maxsize):
         whole = outcome(path, chunk_rows)
     with csv_limit(16):

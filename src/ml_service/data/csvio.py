@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from ml_service.data.csvrecord import END_OF_DATA, FIELD_LIMIT_ERROR, TOO_LONG, parse_record
+from ml_service.data.csvrecord import END_OF_DATA, FIELD_LIMIT_ERROR, count_lines, parse_text
 from ml_service.data.limits import InputLimits, describe_bytes
 from ml_service.data.tenant import DataError, Issue
 
@@ -107,7 +107,8 @@ class CsvTable:
             self._file = open(self.path, "rb")
         except OSError as exc:
             raise DataError(Issue(self.name, 0, "", exc.strerror or str(exc), "a readable file")) from exc
-        self._lines = itertools.chain.from_iterable(io.StringIO(text, newline="") for text in self._text_blocks())
+        self._stream = io.StringIO("")  # the block the csv module is reading, as lines
+        self._lines = itertools.chain.from_iterable(self._streams())
         self._reader = csv.reader(self._lines, strict=True)
         self._lines_done = 0  # physical line on which the last record handed out ends
         self.header: list[str] | None = self._read_header()
@@ -189,6 +190,11 @@ class CsvTable:
             offset += len(block)
             newlines += block.count(b"\n")
             yield text
+
+    def _streams(self) -> Iterator[io.StringIO]:
+        for text in self._text_blocks():
+            self._stream = io.StringIO(text, newline="")
+            yield self._stream
 
     def _remember_block(self, first_line: int, start: int, end: int) -> None:
         blocks = self._blocks
@@ -280,33 +286,39 @@ class CsvTable:
         return BadRecord(line, f"unreadable record ({exc})")
 
     def _long_record(self, line: int) -> list[str] | BadRecord | DataError:
-        """Parse the record starting on `line` with parse_record: its lines up to the one the csv module stopped
-        in are taken again from the newest text block, or read again from the file when the record began in an
-        earlier one (the module has consumed them); the rest is taken from the line stream."""
+        """Parse the record starting on `line` with parse_text. The csv module has consumed its lines up to the
+        one it stopped in: they are taken again from the newest text block (read again from the file when the
+        record began in an earlier block). The rest of the record is read from the text stream the module reads,
+        which is then put back where the record ends."""
         read_through = self._line_num()
         start = next((block for block in reversed(self._blocks) if block[0] <= line), None)
         if start is None:  # it began before the remembered blocks, more than max_record_bytes ago
             return self._too_long(line, "a record")
         first_line, begin, _ = start
-        if start is self._blocks[-1]:
-            text = self._newest_text
-        else:
+        text = self._newest_text
+        if start is not self._blocks[-1]:
             position = self._file.tell()
             try:
                 self._file.seek(begin)
-                data = self._file.read(self._blocks[-1][2] - begin)
+                data = self._file.read(self._blocks[-1][1] - begin)
             finally:
                 self._file.seek(position)
-            text = _double_php_quotes(data.decode("utf-8"))  # decoded once already: cannot fail
-        again = list(itertools.islice(io.StringIO(text, newline=""), line - first_line, read_through - first_line + 1))
-        result = parse_record(itertools.chain(again, self._lines), self.max_record_bytes)
-        if result is not None:
-            self._taken += max(0, result.lines - len(again))  # lines parse_record took from the stream
-        self._lines_done = self._line_num()
-        if result is None or result.error == END_OF_DATA:
-            return self._truncated(line)
-        if result.error == TOO_LONG:
+            text = _double_php_quotes(data.decode("utf-8")) + text  # decoded once already: cannot fail
+        pos = sum(map(len, itertools.islice(io.StringIO(text, newline=""), line - first_line)))
+        while (result := parse_text(text, pos)) is None:  # the text ends inside a quoted field
+            if len(text) - pos > self.max_record_bytes:
+                return self._too_long(line, "a record")
+            self._stream.seek(0, io.SEEK_END)  # its text is in `text` already
+            more = next(self._lines, None)  # the next block's first line; self._stream holds the rest
+            if more is None:
+                return self._truncated(line)
+            text, pos = text[pos:] + more + self._stream.read(), 0
+        if result.end - pos > self.max_record_bytes:
             return self._too_long(line, "a record")
+        # text ends with the whole of the newest block, which the stream holds: resume the stream after the record
+        self._stream.seek(len(self._newest_text) - (len(text) - result.end))
+        self._taken += count_lines(text, pos, result.end) - (read_through - line + 1)
+        self._lines_done = self._line_num()
         if result.error is not None:
             return BadRecord(line, f"unreadable record ({result.error})")
         assert result.fields is not None
