@@ -315,15 +315,15 @@ def soak_lines(s: dict) -> list[str]:
         f"Soak: {s['seconds']:.0f} s at concurrency {s['concurrency']} against {s['workers']} workers, a publish every "
         f"{s['publish_every_s']:g} s ({s['publishes']} publishes), a graceful restart of every worker (SIGHUP, uvicorn's "
         f"rolling restart, done in {hup.get('completed_within_s', '-')} s) at {hup.get('at_s', '-')} s and a SIGTERM to "
-        f"one worker (replaced in {term.get('replaced_within_s', '-')} s) at {term.get('at_s', '-')} s: "
+        f"one worker (its replacement started {term.get('replaced_within_s', '-')} s later) at {term.get('at_s', '-')} s: "
         f"**{s['requests']:,} requests ({s['requests_per_s']}/s), {s['errors']} failed**, p50 {s['p50_ms']} ms, p99 "
         f"{s['p99_ms']} ms (client and server share the 2 busy cores). Server RSS {s['rss_mb_total_start']} MB at the "
         f"start, {s['rss_mb_total_end']} MB at the end (drift {s['rss_mb_drift']:+} MB; the same processes over the "
         f"first half, before the restart: {s['rss_mb_drift_same_processes_first_half']:+} MB). Server log errors: "
         f"{len(s.get('server_log_errors', []))}.",
         "",
-        f"Apart from the goal, {k['seconds']:.0f} s more of the same load with one worker SIGKILLed (replaced in "
-        f"{k['event'].get('replaced_within_s', '-')} s): {k['requests']:,} requests, {k['errors']} failed "
+        f"Apart from the goal, {k['seconds']:.0f} s more of the same load with one worker SIGKILLed (its replacement "
+        f"started {k['event'].get('replaced_within_s', '-')} s later): {k['requests']:,} requests, {k['errors']} failed "
         f"({'; '.join(sorted(set(e.split(': ', 1)[1] for e in k['error_samples'])))[:160] or '-'}). A killed process "
         "finishes nothing: the kernel resets the connections it had accepted, so the requests on them fail.",
     ]
