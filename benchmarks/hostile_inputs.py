@@ -7,6 +7,8 @@ Cases, each in a fresh child process (so peak RSS is that case's own), run once 
 - `no_newline_300mb`: a tenant whose user_interactions file is a header and then 300 MB without a newline;
 - `field_1gb_one_line` / `field_1gb_multiline`: an item_data row whose quoted `document` field is 1 GB, on one
   line, or as 80-character lines (a quoted field spanning lines);
+- `fields_1mb_x100`: a valid item_data file of 100 items whose documents are 1 MB each (80-character lines, with
+  quotes): under ML_MAX_RECORD_MB, over the csv module's own 128 KiB field limit;
 - `token_100k` / `token_1m`: `clean_text` of one token of 100k / 1M characters without `@`.
 Seconds are those of `load_tenant` / `clean_text` alone (imports and pattern building excluded). Files are
 generated on the fly into a temporary folder and deleted afterwards. Children run with an address
@@ -35,7 +37,7 @@ MB = 1 << 20
 USER_HEADER = b"user_id,lang,city,country,interests,asp_position,positions,organisations,competencies_scale,badges,description\n"
 ITEM_HEADER = b"item_id,container_course,container_workspace,engage_article,engage_microlearning,totara_playlist,topic_a,document\n"
 INTERACTION_HEADER = b"user_id,item_id,rating,timestamp\n"
-CASES = ("no_newline_300mb", "field_1gb_one_line", "field_1gb_multiline", "token_100k", "token_1m")
+CASES = ("no_newline_300mb", "field_1gb_one_line", "field_1gb_multiline", "fields_1mb_x100", "token_100k", "token_1m")
 
 
 def write_tenant(folder: Path, case: str) -> None:
@@ -63,6 +65,13 @@ def write_tenant(folder: Path, case: str) -> None:
             for _ in range(1000 * 1000 * 1000 // len(piece)):
                 out.write(piece)
             out.write(b'"\n')
+    elif case == "fields_1mb_x100":
+        line = b'a ""quoted"" word, then more text' + b"." * 46 + b"\n"  # 80 bytes, 79 characters of text
+        document = line * (MB // len(line))
+        with open(folder / "item_data_0.csv", "wb") as out:
+            out.write(ITEM_HEADER)
+            for i in range(1, 101):
+                out.write(b'engage_article%d,0,0,1,0,0,1,"%s"\n' % (i, document))
 
 
 def child(case: str, folder: Path) -> None:

@@ -48,6 +48,9 @@ class Settings:
     bind: tuple[BindAddress, ...] = (BindAddress("0.0.0.0", 5000),)
     app_mode: str = "Production"
     workers: int = 1
+    # A new worker loads every tenant's models before it answers: uvicorn's 5 s wait made a rolling restart (SIGHUP)
+    # give up and keep the old workers on a busy machine or with large stores.
+    worker_start_timeout_s: int = 120
     keep_versions: int = 5
     # Downloads (spec §4.1): wait and retry count on 202, timeouts of each request.
     download_retry_wait_s: float = 60.0
@@ -142,6 +145,7 @@ class Settings:
             bind=parse_bind(get("ML_BIND") or ("127.0.0.1:5000" if os.name == "nt" else "*:5000")),
             app_mode=app_mode,
             workers=_parse_number(env, "ML_WORKERS", 1, minimum=1, maximum=64, kind=int),
+            worker_start_timeout_s=_parse_number(env, "ML_WORKER_START_TIMEOUT", 120, minimum=1, maximum=3600, kind=int),
             keep_versions=_parse_number(env, "ML_KEEP_VERSIONS", 5, minimum=1, maximum=1000, kind=int),
             download_retry_wait_s=_parse_number(env, "ML_DOWNLOAD_RETRY_WAIT", 60.0, minimum=0.0, kind=float),
             download_retries=_parse_number(env, "ML_DOWNLOAD_RETRIES", 3, minimum=0, maximum=100, kind=int),

@@ -132,6 +132,7 @@ def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
         factory=True,
         http=_http_protocol(),
         workers=settings.workers,
+        timeout_worker_healthcheck=settings.worker_start_timeout_s,
         access_log=False,  # the app writes its own access log, without secrets
         log_level="warning" if not settings.dev else "info",
         timeout_keep_alive=30,

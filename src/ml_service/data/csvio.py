@@ -1,5 +1,8 @@
 """Read PHP `fputcsv` output (Totara exports) as chunks of records that know their physical line numbers.
 
+Records are bounded by ML_MAX_RECORD_MB, not by the csv module's process-wide field limit (left as it is): the few
+records with a field longer than that limit are read again from the file and parsed by data/csvrecord.py.
+
 PHP writes with `"` enclosure and `\\` as escape character: a quote inside a field is doubled, except right after
 a backslash, where it is written once (`a\\"b` -> `"a\\"b"`), and the reader must keep the backslash. Python's csv
 module (RFC 4180 style, no escape character) reads every other PHP output exactly, including a backslash at the
@@ -14,12 +17,13 @@ import csv
 import io
 import itertools
 import re
-import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from ml_service.data.csvrecord import END_OF_DATA, FIELD_LIMIT_ERROR, count_lines, parse_text
 from ml_service.data.limits import InputLimits, describe_bytes
 from ml_service.data.tenant import DataError, Issue
 
@@ -27,11 +31,12 @@ BLOCK_BYTES = 1 << 22  # decoded and handed to the csv module this many bytes at
 CHUNK_ROWS = 1 << 16  # records per chunk handed to the validators
 _BOM = b"\xef\xbb\xbf"
 _SINGLE_QUOTE_AFTER_BACKSLASH = re.compile(r'\\"(?=[^,\r\n])')
-_TRUNCATED = "unexpected end of data"
+_TRUNCATED = END_OF_DATA
 
-# Documents can be long; the csv module's default limit (128 KiB per field) would reject them. This is no bound:
-# CsvTable never hands the csv module a record longer than its max_record_bytes (at most 1 GiB, config.py).
-csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 1 << 30)))
+
+def _double_php_quotes(text: str) -> str:
+    """Double the quotes PHP left single after a backslash (see the module docstring)."""
+    return _SINGLE_QUOTE_AFTER_BACKSLASH.sub(r'\\""', text) if '\\"' in text else text
 
 
 @dataclass
@@ -93,14 +98,18 @@ class CsvTable:
         self.chunk_rows = chunk_rows
         self.max_record_bytes = max_record_bytes
         self._open_record: tuple[int, int] | None = None
+        # (first line, first byte, end byte) of the recent text blocks: a record the csv module refused is read
+        # again from there. Blocks ending more than max_record_bytes before the newest one are forgotten.
+        self._blocks: deque[tuple[int, int, int]] = deque()
+        self._taken = 0  # lines parse_record read past the csv module (its line_num does not count them)
+        self._newest_text = ""  # the text of self._blocks[-1]
         try:
             self._file = open(self.path, "rb")
         except OSError as exc:
             raise DataError(Issue(self.name, 0, "", exc.strerror or str(exc), "a readable file")) from exc
-        self._reader = csv.reader(
-            itertools.chain.from_iterable(io.StringIO(text, newline="") for text in self._text_blocks()),
-            strict=True,
-        )
+        self._stream = io.StringIO("")  # the block the csv module is reading, as lines
+        self._lines = itertools.chain.from_iterable(self._streams())
+        self._reader = csv.reader(self._lines, strict=True)
         self._lines_done = 0  # physical line on which the last record handed out ends
         self.header: list[str] | None = self._read_header()
         self.header_line = self._lines_done
@@ -128,6 +137,7 @@ class CsvTable:
         unfinished: list[bytes] = []  # pieces of the line not yet ended by a newline
         unfinished_bytes = 0
         first = True
+        lines_before = 0  # physical lines (as io.StringIO splits them) before the block
         while True:
             data = self._file.read(read_size)
             if first:
@@ -167,13 +177,34 @@ class CsvTable:
                         "UTF-8 text",
                     )
                 ) from None
-            if '\\"' in text:
-                text = _SINGLE_QUOTE_AFTER_BACKSLASH.sub(r'\\""', text)
+            text = _double_php_quotes(text)
             if self._open_record is not None or '"' in text:
                 self._measure_quoted_records(text, newlines + 1)
+            self._remember_block(lines_before + 1, offset, offset + len(block))
+            self._newest_text = text  # alive anyway while the csv module reads it
+            lines_before += text.count("\n")
+            if "\r" in text:
+                lines_before += text.count("\r") - text.count("\r\n")
+            if not text.endswith(("\n", "\r")):
+                lines_before += 1  # the last line of the file, without a line end
             offset += len(block)
             newlines += block.count(b"\n")
             yield text
+
+    def _streams(self) -> Iterator[io.StringIO]:
+        for text in self._text_blocks():
+            self._stream = io.StringIO(text, newline="")
+            yield self._stream
+
+    def _remember_block(self, first_line: int, start: int, end: int) -> None:
+        blocks = self._blocks
+        blocks.append((first_line, start, end))
+        while len(blocks) > 1 and blocks[0][2] < start - self.max_record_bytes:
+            blocks.popleft()
+
+    def _line_num(self) -> int:
+        """Physical lines read so far by the csv module and parse_record together."""
+        return self._reader.line_num + self._taken
 
     def _measure_quoted_records(self, text: str, first_line: int) -> None:
         """Follow quoted fields across lines; DataError when one record grows past `max_record_bytes`.
@@ -233,17 +264,65 @@ class CsvTable:
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield self._bad_record(exc, self._lines_done + 1)
-                continue
-            self._lines_done = self._reader.line_num
+                outcome = self._after_error(exc, self._lines_done + 1)
+                if isinstance(outcome, DataError):
+                    raise outcome from None
+                if isinstance(outcome, BadRecord):
+                    yield outcome
+                    continue
+                row = outcome
+            self._lines_done = self._line_num()
             if row:
                 yield row
 
-    def _bad_record(self, exc: csv.Error, line: int) -> BadRecord:
+    def _after_error(self, exc: csv.Error, line: int) -> list[str] | BadRecord | DataError:
+        """The record starting on `line` that the csv module refused: its fields when only the module's field
+        limit was in the way, else a BadRecord (skipped) or the DataError that fails the file."""
         if _TRUNCATED in str(exc):
-            raise self._truncated(line) from None
-        self._lines_done = self._reader.line_num  # the csv module drops the rest of the offending line
+            return self._truncated(line)
+        if FIELD_LIMIT_ERROR in str(exc):
+            return self._long_record(line)
+        self._lines_done = self._line_num()  # the csv module drops the rest of the offending line
         return BadRecord(line, f"unreadable record ({exc})")
+
+    def _long_record(self, line: int) -> list[str] | BadRecord | DataError:
+        """Parse the record starting on `line` with parse_text. The csv module has consumed its lines up to the
+        one it stopped in: they are taken again from the newest text block (read again from the file when the
+        record began in an earlier block). The rest of the record is read from the text stream the module reads,
+        which is then put back where the record ends."""
+        read_through = self._line_num()
+        start = next((block for block in reversed(self._blocks) if block[0] <= line), None)
+        if start is None:  # it began before the remembered blocks, more than max_record_bytes ago
+            return self._too_long(line, "a record")
+        first_line, begin, _ = start
+        text = self._newest_text
+        if start is not self._blocks[-1]:
+            position = self._file.tell()
+            try:
+                self._file.seek(begin)
+                data = self._file.read(self._blocks[-1][1] - begin)
+            finally:
+                self._file.seek(position)
+            text = _double_php_quotes(data.decode("utf-8")) + text  # decoded once already: cannot fail
+        pos = sum(map(len, itertools.islice(io.StringIO(text, newline=""), line - first_line)))
+        while (result := parse_text(text, pos)) is None:  # the text ends inside a quoted field
+            if len(text) - pos > self.max_record_bytes:
+                return self._too_long(line, "a record")
+            self._stream.seek(0, io.SEEK_END)  # its text is in `text` already
+            more = next(self._lines, None)  # the next block's first line; self._stream holds the rest
+            if more is None:
+                return self._truncated(line)
+            text, pos = text[pos:] + more + self._stream.read(), 0
+        if result.end - pos > self.max_record_bytes:
+            return self._too_long(line, "a record")
+        # text ends with the whole of the newest block, which the stream holds: resume the stream after the record
+        self._stream.seek(len(self._newest_text) - (len(text) - result.end))
+        self._taken += count_lines(text, pos, result.end) - (read_through - line + 1)
+        self._lines_done = self._line_num()
+        if result.error is not None:
+            return BadRecord(line, f"unreadable record ({result.error})")
+        assert result.fields is not None
+        return result.fields
 
     def chunks(self) -> Iterator[RowChunk | BadRecord]:
         """Data records in chunks of at most `chunk_rows`; blank lines are skipped; malformed records come alone."""
@@ -252,28 +331,38 @@ class CsvTable:
         while True:
             first_line = self._lines_done + 1
             rows: list[list[str]] = []
-            failure: csv.Error | None = None
-            try:
-                rows.extend(itertools.islice(self._reader, self.chunk_rows))
-            except csv.Error as exc:
-                failure = exc
-            if failure is None:
-                last_line: int | None = self._reader.line_num
-                self._lines_done = self._reader.line_num
-            else:
-                last_line = None
+            outcome: BadRecord | DataError | None = None
+            counted, counted_to = 0, first_line - 1  # rows[:counted] end on line counted_to
+            while True:
+                wanted = self.chunk_rows - len(rows)
+                try:
+                    rows.extend(itertools.islice(self._reader, wanted))
+                except csv.Error as exc:
+                    counted_to += sum(physical_lines(row) for row in rows[counted:])
+                    record = self._after_error(exc, counted_to + 1)
+                    if not isinstance(record, list):
+                        outcome = record
+                        break
+                    rows.append(record)
+                    counted, counted_to = len(rows), self._lines_done
+                    if len(rows) < self.chunk_rows:
+                        continue
+                break
+            last_line: int | None = None
+            if outcome is None:
+                last_line = self._lines_done = self._line_num()
             if rows:
                 chunk = RowChunk(rows, first_line, last_line)
                 if [] in rows:
                     lines = record_start_lines(rows, first_line)
                     kept = [i for i, row in enumerate(rows) if row]
                     chunk = RowChunk([rows[i] for i in kept], first_line, None, [lines[i] for i in kept])
-                if failure is not None:
-                    self._lines_done = first_line - 1 + sum(physical_lines(row) for row in rows)
                 if chunk.rows:
                     yield chunk
-            if failure is not None:
-                yield self._bad_record(failure, self._lines_done + 1)
+            if isinstance(outcome, DataError):
+                raise outcome
+            if outcome is not None:
+                yield outcome
                 continue
             if len(rows) < self.chunk_rows:
                 return
