@@ -285,7 +285,20 @@ def dashboard_section(d: dict) -> str:
         f"{site['versions_per_tenant']} versions, a training log of {site['training_log_runs']} runs; {d['method']}; "
         f"{d['machine'].get('note', '')}.", "",
         table(["page", "first render ms", "median ms", "p95 ms", "max ms", "bytes"], rows), "", f"Goal: under {d['goal_ms']} ms per page.",
+        *_first_render_lines(d),
     ])
+
+
+def _first_render_lines(d: dict) -> list[str]:
+    """The overview's first render before and after its fix, same run, alternating (dashboard.py --rounds)."""
+    first = d.get("first_render_overview")
+    if not first:
+        return []
+    rows = [[variant, v["median_ms"], v["min_ms"], v["max_ms"], ", ".join(str(x) for x in v["runs_ms"])] for variant, v in first.items()]
+    return ["", "First render of the overview on a freshly started app, in the same run, alternating (load average "
+            f"{d.get('load_average', '?')}): before = every version's integrity check and folder size for the sparklines and "
+            "templates compiled by the first request; after = each version's meta.json read once, templates compiled at start-up.",
+            "", table(["code", "median ms", "min ms", "max ms", "runs ms"], rows)]
 
 
 def recbole_section(d: dict) -> str:

@@ -82,6 +82,7 @@ def create_app(
     )
     app.router.redirect_slashes = False  # `/health-check/` is an unknown path (404), as in the reference
     app.state.recommender = recommender  # for embedding code and tests; request handlers use their closures
+    app.state.admin = admin  # the dashboard (None when off), for tests and benchmarks
     routes = build_router(recommender, seen_policy=settings.seen_policy, max_n_items=settings.max_n_items)
     app.include_router(routes.router)
 

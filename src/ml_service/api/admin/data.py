@@ -62,16 +62,6 @@ def settings_rows(settings: Settings, environ: dict[str, str] | None = None) -> 
     return rows
 
 
-def ndcg_history(versions: list[Any]) -> list[float]:
-    """NDCG@10 of a tenant's stored versions, oldest first."""
-    out = []
-    for v in reversed(versions):
-        value = (v.metrics or {}).get("ndcg@10")
-        if isinstance(value, (int, float)):
-            out.append(float(value))
-    return out
-
-
 def tenant_records(records: list[dict[str, Any]], tenant: str, limit: int = 10) -> list[dict[str, Any]]:
     """The tenant's last training records (newest first)."""
     rows = [r for r in records if r.get("event") == "tenant" and r.get("tenant") == tenant]
