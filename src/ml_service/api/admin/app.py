@@ -216,7 +216,7 @@ class AdminApp:
             return self.render(request, session, "missing.html", what=f"tenant {tenant}")
         versions = self._versions(tenant)
         oldest_first = list(reversed(versions))
-        labels = [v.version[:15] for v in oldest_first]
+        labels = [v.version for v in oldest_first]
         series = {name: [(v.metrics or {}).get(name) for v in oldest_first] for name in ("ndcg@10", "recall@10", "coverage@10")}
         chart_data = [{"version": v.version, **{k: (v.metrics or {}).get(k) for k in series}} for v in oldest_first]
         records = data.tenant_records(self.training.records(), tenant)

@@ -23,7 +23,7 @@ ENV_NAMES = {
     "validation_protocol": "ML_VALIDATION_PROTOCOL", "identity_features": "ML_IDENTITY_FEATURES",
     "metrics_enabled": "ML_METRICS", "metrics_token": "ML_METRICS_TOKEN", "admin_users_file": "ML_ADMIN_USERS",
     "admin_password": "ML_ADMIN_PASSWORD", "admin_session_s": "ML_ADMIN_SESSION_SECONDS",
-    "admin_login_attempts": "ML_ADMIN_LOGIN_ATTEMPTS",
+    "admin_login_attempts": "ML_ADMIN_LOGIN_ATTEMPTS", "recent_per_learner": "ML_RECENT_PER_LEARNER",
 }
 
 
@@ -153,9 +153,22 @@ def learner_view(index: Any, user: str, n: int = 5, seen_policy: str = "exclude"
         recs[item_type] = rows
     return {
         "known": position is not None, "cold": cold,
-        "interactions": [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])]} for i in liked],
+        "interactions": recent_rows(model, position, set(liked)), "dated": model.recent is not None,
         "recommendations": recs,
     }
+
+
+def recent_rows(model: Any, position: int | None, liked: set[int]) -> list[dict[str, Any]]:
+    """The learner's latest interactions, newest first: item, type, rating, date (no date in models without `recent`)."""
+    if position is None:
+        return []
+    if model.recent is None:  # stored before models kept dates: the rating-1 items only
+        return [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])], "rating": 1, "date": ""}
+                for i in sorted(liked)]
+    row = model.recent[position]
+    pairs = sorted(zip(row.indices.tolist(), row.data.tolist()), key=lambda p: (-p[1], p[0]))
+    return [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])], "rating": 1 if i in liked else 0,
+             "date": iso(t)} for i, t in pairs]
 
 
 def item_view(index: Any, item: str, n: int = 10) -> list[dict[str, Any]] | None:
