@@ -170,10 +170,11 @@ def run_training(
     except (SourceError, OSError) as exc:  # OSError: e.g. a full disk while staging the download
         log.error("training run failed: %s", exc)
         _log_rows(settings, [SummaryRow(run_stamp, name, "all", DOWNLOAD_FAILED_MSG)])
-        download = {"ok": False, "seconds": round(time.monotonic() - run_started, 3), "bytes": 0}
+        download = {"ok": False, "seconds": round(time.monotonic() - run_started, 3), "bytes": 0, "attempts": _attempts(source)}
         _append_record(settings, {"event": "run", "ok": False, "error": str(exc), "at": time.time(), "download": download})
         return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
-    download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root)}
+    download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root),
+                "attempts": _attempts(source)}
     done: dict[str, TenantResult] = {}
     try:
         wanted = [t for t in snapshot.tenants if tenants is None or t in tenants]
@@ -258,6 +259,11 @@ def _train_one(
         return TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name, seconds=seconds)
     result.seconds = {**seconds, **result.seconds}
     return result
+
+
+def _attempts(source: Source) -> dict[str, int]:
+    """An HTTP source's download attempts of this fetch by status or error kind ({} for a folder)."""
+    return dict(getattr(source, "attempts", None) or {})
 
 
 def _folder_bytes(root: Path) -> int:
