@@ -79,8 +79,10 @@ def test_metrics_after_a_training_run_and_requests(trained: Path, serve: Callabl
     assert ("ml_service_model_heldout_metric", (("metric", "ndcg@10"), ("tenant", "0"))) in after
     assert after[("ml_service_training_runs_total", (("outcome", "ok"),))] == 1
     assert after[("ml_service_training_tenant_runs_total", (("outcome", "trained"),))] == 3
-    for stage in ("load", "train", "publish"):
-        assert ("ml_service_training_stage_seconds", (("stage", stage), ("tenant", "0"))) in after
+    for stage in ("parse", "fit", "evaluate", "publish"):  # popular builds no features
+        assert after[("ml_service_training_stage_seconds", (("stage", stage), ("tenant", "0")))] >= 0
+        assert after[("ml_service_training_run_stage_seconds", (("stage", stage),))] >= 0
+    assert ("ml_service_training_stage_seconds", (("stage", "load"), ("tenant", "0"))) not in after  # the old coarse names
     assert after[("ml_service_download_runs_total", (("outcome", "ok"),))] == 1
     assert after[("ml_service_download_bytes_total", ())] > 0
     assert ("ml_service_training_rows_dropped", (("defect", "duplicate"), ("tenant", "0"))) in after
@@ -92,6 +94,35 @@ def test_metrics_after_a_training_run_and_requests(trained: Path, serve: Callabl
     exposed |= {f.name + suffix for f in text_string_to_metric_families(text) for suffix in ("", "_total")}  # declared, maybe empty
     for queried in set(re.findall(r"ml_service_[a-z0-9_]+", grafana)):
         assert queried in exposed, queried
+
+
+def test_download_attempts_by_status_after_a_run_from_totara(tmp_path: Path) -> None:
+    """A run that downloads from (simulated) Totara: its attempts by HTTP status reach /metrics, 202s included."""
+    from ml_service.metrics import TrainingCollector
+
+    with TotaraSimulator(SAMPLE_DIR, KEY, port=0) as simulator:
+        simulator.not_ready_times = 1  # each file answers 202 once, then 200
+        simulator.status_override = {"item_data_2.csv": 404}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ML_")}
+        env.update({"ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"), "ML_NUM_THREADS": "1",
+                    "ML_TOTARA_URL": simulator.url, "ML_TOTARA_KEY": KEY, "ML_DOWNLOAD_RETRY_WAIT": "0"})
+        done = subprocess.run([sys.executable, "-m", "ml_service.cli", "train", "--algorithm", "popular"], env=env, capture_output=True,
+                              text=True, timeout=300, stdin=subprocess.DEVNULL)
+        answered = [status for _, _, status in simulator.requests.snapshot()]
+    assert "item_data_2.csv" in done.stdout + done.stderr  # tenant 2 failed to download; the others trained
+    registry_text = "\n".join(_exposition(TrainingCollector(tmp_path / "logs" / "training.jsonl")))
+    got = samples(registry_text)
+    for status in ("200", "202", "404"):
+        assert got[("ml_service_download_attempts_total", (("status", status),))] == answered.count(int(status)), status
+    assert got[("ml_service_training_run_stage_seconds", (("stage", "download"),))] > 0
+
+
+def _exposition(collector: object) -> list[str]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)  # type: ignore[arg-type]
+    return [generate_latest(registry).decode()]
 
 
 def test_metrics_token_is_required_when_set(trained: Path, serve: Callable[..., str]) -> None:  # noqa: F811

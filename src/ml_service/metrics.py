@@ -183,6 +183,11 @@ class TrainingCollector(Collector):
         downloads = CounterMetricFamily("ml_service_download_runs", "Export downloads (one per training run) by outcome", labels=["outcome"])
         download_bytes = CounterMetricFamily("ml_service_download_bytes", "Bytes of export files downloaded")
         download_seconds = CounterMetricFamily("ml_service_download_seconds", "Seconds spent downloading exports")
+        attempts = CounterMetricFamily("ml_service_download_attempts", "HTTP requests for export files by outcome: the HTTP status "
+                                       "(200, 202, 404...) or, when no whole answer arrived, the error kind (read_timeout...)",
+                                       labels=["status"])
+        run_stage = GaugeMetricFamily("ml_service_training_run_stage_seconds", "Seconds of each stage in the last training run "
+                                      "(download once, the others added up over its tenants)", labels=["stage"])
         stage = GaugeMetricFamily("ml_service_training_stage_seconds", "Seconds of each stage of the tenant's last training",
                                   labels=["tenant", "stage"])
         cand_seconds = GaugeMetricFamily("ml_service_training_auto_candidate_seconds", "Seconds auto spent tuning each candidate (last run)",
@@ -196,6 +201,9 @@ class TrainingCollector(Collector):
         run_counts: dict[str, int] = {}
         tenant_counts: dict[str, int] = {}
         download_counts: dict[str, int] = {}
+        attempt_counts: dict[str, int] = {}
+        last_run_stages: dict[str, float] = {}
+        pending_stages: dict[str, float] = {}
         total_bytes = total_seconds = 0.0
         last: dict[str, dict[str, Any]] = {}
         successes: dict[str, float] = {}
@@ -209,11 +217,19 @@ class TrainingCollector(Collector):
                     download_counts[key] = download_counts.get(key, 0) + 1
                     total_bytes += float(download.get("bytes") or 0)
                     total_seconds += float(download.get("seconds") or 0)
+                    for status, n in (download.get("attempts") or {}).items():
+                        if isinstance(n, (int, float)):
+                            attempt_counts[str(status)] = attempt_counts.get(str(status), 0) + int(n)
+                last_run_stages = {"download": float(download.get("seconds") or 0) if isinstance(download, dict) else 0.0,
+                                   **pending_stages}
+                pending_stages = {}
             elif record.get("event") == "tenant" and isinstance(record.get("tenant"), str):
                 tenant = record["tenant"]
                 state = str(record.get("state") or "unknown")
                 tenant_counts[state] = tenant_counts.get(state, 0) + 1
                 last[tenant] = record
+                for name, seconds in stage_seconds(record.get("seconds") or {}).items():
+                    pending_stages[name] = pending_stages.get(name, 0.0) + seconds
                 if state in ("trained", "fallback"):
                     successes[tenant] = float(record.get("at") or 0)
         for outcome, n in sorted(run_counts.items()):
@@ -222,12 +238,15 @@ class TrainingCollector(Collector):
             tenant_runs.add_metric([outcome], n)
         for outcome, n in sorted(download_counts.items()):
             downloads.add_metric([outcome], n)
+        for status, n in sorted(attempt_counts.items()):
+            attempts.add_metric([status], n)
+        for name, seconds in last_run_stages.items():
+            run_stage.add_metric([name], round(seconds, 6))
         download_bytes.add_metric([], total_bytes)
         download_seconds.add_metric([], total_seconds)
         for tenant, record in sorted(last.items()):
-            for name, seconds in sorted((record.get("seconds") or {}).items()):
-                if isinstance(seconds, (int, float)):
-                    stage.add_metric([tenant, name], float(seconds))
+            for name, seconds in stage_seconds(record.get("seconds") or {}).items():
+                stage.add_metric([tenant, name], seconds)
             auto = record.get("auto") or {}
             for name, seconds in sorted((auto.get("seconds") or {}).items()):
                 cand_seconds.add_metric([tenant, name], float(seconds))
@@ -237,7 +256,23 @@ class TrainingCollector(Collector):
                 dropped.add_metric([tenant, defect], float(count))
         for tenant, at in sorted(successes.items()):
             last_success.add_metric([tenant], at)
-        yield from (runs, tenant_runs, downloads, download_bytes, download_seconds, stage, cand_seconds, cand_score, dropped, last_success)
+        yield from (runs, tenant_runs, downloads, download_bytes, download_seconds, attempts, stage, run_stage, cand_seconds, cand_score,
+                    dropped, last_success)
+
+
+STAGES = ("parse", "features", "fit", "evaluate", "publish")  # a tenant's training, in order (training/progress.StageClock)
+LEGACY_STAGES = {"load": "parse", "train": "fit", "publish": "publish"}  # records written before the finer split
+
+
+def stage_seconds(seconds: dict[str, Any]) -> dict[str, float]:
+    """A tenant record's seconds per stage of STAGES, in order; older records' load/train/publish mapped onto them."""
+    numbers = {k: float(v) for k, v in seconds.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if "parse" not in numbers and "load" in numbers:  # parsed in anytime's quick pass, before this training's clock
+        numbers["parse"] = numbers["load"]
+    if any(name in numbers for name in STAGES[:-1]):
+        return {name: numbers[name] for name in STAGES if name in numbers}
+    mapped = {LEGACY_STAGES[k]: v for k, v in numbers.items() if k in LEGACY_STAGES}
+    return {name: mapped[name] for name in STAGES if name in mapped}
 
 
 def defect_counts(load_report: dict[str, Any]) -> dict[str, int]:

@@ -21,7 +21,7 @@ from ml_service.api.admin.sessions import COOKIE, AuditLog, LoginLimiter, Sessio
 from ml_service.auth import signed_headers
 from ml_service.config import Settings
 from ml_service.data.tenant import ITEM_TYPES
-from ml_service.metrics import TrainingCollector
+from ml_service.metrics import STAGES, TrainingCollector, stage_seconds
 from ml_service.serving import TenantIndex
 from ml_service.training.progress import current_run, read_runs
 
@@ -41,6 +41,8 @@ class AdminApp:
         self.training = TrainingCollector(settings.training_jsonl)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["iso"] = data.iso
+        self.templates.env.filters["stages"] = stage_seconds
+        self.templates.env.globals["STAGES"] = STAGES
         for name in self.templates.env.list_templates():  # compiled now, not during the first visitor's request
             self.templates.get_template(name)
         self.history = NdcgHistory(Path(store.root))

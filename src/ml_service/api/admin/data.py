@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ml_service.config import Settings
-from ml_service.metrics import defect_counts
+from ml_service.metrics import STAGES, defect_counts, stage_seconds
 
 SECRET_FIELDS = {"totara_key", "metrics_token", "admin_password"}
 ENV_NAMES = {
@@ -84,32 +84,23 @@ def runs_table(records: list[dict[str, Any]], limit: int = 50) -> list[dict[str,
             states: dict[str, int] = {}
             for r in pending:
                 states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
-                for stage, secs in (r.get("seconds") or {}).items():
-                    if isinstance(secs, (int, float)):
-                        totals[stage] = totals.get(stage, 0.0) + secs
+                for stage, secs in stage_seconds(r.get("seconds") or {}).items():
+                    totals[stage] = totals.get(stage, 0.0) + secs
             shown = pending
             if len(pending) > RUN_TENANTS_SHOWN:  # a big site: the failed tenants and the slowest ones
-                slowest = sorted(pending, key=lambda r: -sum(v for v in (r.get("seconds") or {}).values() if isinstance(v, (int, float))))
+                slowest = sorted(pending, key=lambda r: -sum(stage_seconds(r.get("seconds") or {}).values()))
                 shown = [r for r in pending if r.get("state") == "failed"][:RUN_TENANTS_SHOWN]
                 shown += [r for r in slowest if r.get("state") != "failed"][: max(0, RUN_TENANTS_SHOWN - len(shown))]
             runs.append({
-                "n_tenants": len(pending), "states": states, "stage_totals": _stage_order({k: round(v, 3) for k, v in totals.items()}),
+                "n_tenants": len(pending), "states": states, "stage_totals": {k: round(totals[k], 3) for k in STAGES if k in totals},
                 "at": iso(record.get("at")), "ok": bool(record.get("ok")), "seconds": record.get("seconds"),
                 "error": record.get("error") or "", "download_s": download.get("seconds"), "download_bytes": download.get("bytes"),
+                "attempts": dict(sorted((download.get("attempts") or {}).items())),
                 "tenants": [{"tenant": r.get("tenant"), "state": r.get("state"), "algorithm": r.get("algorithm"), "msg": r.get("msg"),
-                             "seconds": _stage_order(r.get("seconds") or {})} for r in shown],
+                             "seconds": stage_seconds(r.get("seconds") or {})} for r in shown],
             })
             pending = []
     return list(reversed(runs))[:limit]
-
-
-STAGE_ORDER = ("download", "load", "train", "publish")
-
-
-def _stage_order(seconds: dict[str, Any]) -> dict[str, Any]:
-    """Stage durations in pipeline order (load, train, publish), unknown stages last."""
-    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
-    return dict(sorted(seconds.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def quality_report(load_report: dict[str, Any]) -> dict[str, Any]:
