@@ -21,7 +21,7 @@ from ml_service.api.admin.sessions import COOKIE, AuditLog, LoginLimiter, Sessio
 from ml_service.auth import signed_headers
 from ml_service.config import Settings
 from ml_service.data.tenant import ITEM_TYPES
-from ml_service.metrics import STAGES, TrainingCollector, stage_seconds
+from ml_service.metrics_training import STAGES, TrainingCollector, stage_seconds
 from ml_service.serving import TenantIndex
 from ml_service.training.progress import current_run, read_runs
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ml_service.config import Settings
-from ml_service.metrics import STAGES, defect_counts, stage_seconds
+from ml_service.metrics_training import STAGES, defect_counts, stage_seconds
 
 SECRET_FIELDS = {"totara_key", "metrics_token", "admin_password"}
 ENV_NAMES = {
