@@ -174,23 +174,31 @@ atexit.register(flush_request_metrics)
 
 
 def instrument_recommender(recommender: Any) -> None:
-    """Count hot swaps and load failures of a serving.Recommender by comparing its state around each refresh()."""
+    """Count hot swaps (comparing the served indexes around each refresh()) and failed model loads (each version
+    marked bad and each transient failure the recommender's LoadFailures records) of a serving.Recommender."""
     original: Callable[[], bool] = recommender.refresh
 
     def refresh() -> bool:
         before = dict(recommender.state.indexes)
-        failed_before = dict(getattr(recommender, "_failed_versions", {}))
         try:
             return original()
         finally:
             for tenant, index in recommender.state.indexes.items():
                 if index is not before.get(tenant):
                     HOT_SWAPS.labels(tenant).inc()
-            for tenant, version in getattr(recommender, "_failed_versions", {}).items():
-                if failed_before.get(tenant) != version:
-                    LOAD_FAILURES.labels(tenant).inc()
 
     recommender.refresh = refresh  # the poller calls self.refresh(), which finds this instance attribute
+    failures = getattr(recommender, "_failures", None)
+    for name in ("mark_bad", "transient"):
+        if failures is None or not hasattr(failures, name):
+            continue
+
+        def counted(tenant: str, *args: Any, _original: Callable[..., Any] = getattr(failures, name), **kwargs: Any) -> Any:
+            if tenant != "*":  # "*": a store-wide problem (serving._STORE), no tenant's model
+                LOAD_FAILURES.labels(tenant).inc()
+            return _original(tenant, *args, **kwargs)
+
+        setattr(failures, name, counted)
 
 
 class ModelCollector(Collector):
