@@ -1,11 +1,16 @@
 """Dashboard render time for a site of 100 tenants: each page fetched over HTTP from a real server, median and p95.
 
-    .venv/bin/python benchmarks/dashboard.py [--tenants 100] [--versions 3] [--repeats 30]
+    .venv/bin/python benchmarks/dashboard.py [--tenants 100] [--versions 3] [--repeats 30] [--rounds 4]
 
 Builds a store of `--tenants` tenants with `--versions` published versions each (small random factor models:
 rendering cost depends on the tenants and versions listed, not on model size), a training log of 20 runs, then
 times GET of every dashboard page with a logged-in session (client-measured: request sent to last byte read,
 over loopback). Writes benchmarks/results/dashboard.json.
+
+The first render of the overview after a start is also measured before and after its fix, in the same run,
+`--rounds` times alternating, each on a freshly built app: "before" puts back the previous code path (every
+version's integrity check and folder size through store.versions() for the sparklines, templates compiled by
+the first request), "after" is the current code (meta.json only, templates compiled at start-up).
 """
 
 from __future__ import annotations
@@ -48,11 +53,50 @@ def small_model(seed: int, users: int = 200, items: int = 100):  # type: ignore[
     )
 
 
+class _BeforeHistory:
+    """The overview's sparkline source before the fix: store.versions() (integrity check, folder size) per tenant."""
+
+    def __init__(self, store) -> None:  # type: ignore[no-untyped-def]
+        self.store = store
+
+    def of(self, tenant: str) -> list[float]:
+        values = [(v.metrics or {}).get("ndcg@10") for v in reversed(self.store.versions(tenant))]
+        return [float(v) for v in values if isinstance(v, (int, float))]
+
+
+def compare_first_render(settings, store, rounds: int) -> dict:  # type: ignore[no-untyped-def]
+    """The overview's first render on a fresh app, the previous code path vs the current one, alternating."""
+    from ml_service.api.app import create_app
+    from tests.api.support import RunningServer
+
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    for round_ in range(rounds):
+        for variant in (("before", "after") if round_ % 2 == 0 else ("after", "before")):
+            app = create_app(settings, store, refresh_interval_s=None)
+            if variant == "before":
+                app.state.admin.history = _BeforeHistory(store)
+                app.state.admin.templates.env.cache.clear()  # compiled by the first request, as before
+            server = RunningServer(app).start()
+            try:
+                with httpx.Client(base_url=server.url, timeout=30.0) as client:
+                    assert client.post("/admin/login", data={"username": "admin", "password": "bench-password"}).status_code == 303
+                    begun = time.perf_counter()
+                    answer = client.get("/admin/")
+                    times[variant].append(round((time.perf_counter() - begun) * 1000, 2))
+                    assert answer.status_code == 200
+            finally:
+                server.stop()
+            print(f"overview first render, {variant}: {times[variant][-1]:.1f} ms", flush=True)
+    return {variant: {"median_ms": round(statistics.median(v), 2), "min_ms": min(v), "max_ms": max(v), "runs_ms": v}
+            for variant, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--versions", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=4, help="before/after pairs of the overview's first render")
     parser.add_argument("--out", type=Path, default=RESULTS / "dashboard.json")
     args = parser.parse_args(argv)
     from ml_service.api.app import create_app
@@ -78,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             append_jsonl(settings.training_jsonl, {"event": "run", "ok": True, "seconds": 100.0, "at": time.time(),
                                                     "download": {"ok": True, "seconds": 1.0, "bytes": 1000}})
         build_s = time.perf_counter() - started
+        first_render = compare_first_render(settings, store, args.rounds)
         server = RunningServer(create_app(settings, store, refresh_interval_s=None)).start()
         pages = ["/admin/", "/admin/tenants/50", "/admin/tenants/50/try?user=3", "/admin/tenants/50/try?item=container_course1",
                  "/admin/runs", "/admin/settings", "/admin/api"]
@@ -122,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "method": "client-side time of GET over loopback to a real uvicorn server, logged-in session; first_ms = the first "
                   "render (cold caches), median/p95 over the repeats after it; 'right after a publish' = 5 publishes, each followed "
                   "by one overview render",
-        "goal_ms": 200, "pages": timings,
+        "goal_ms": 200, "load_average": [round(x, 2) for x in os.getloadavg()], "first_render_overview": first_render,
+        "pages": timings,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1))

@@ -259,21 +259,32 @@ def hostile_section(d: dict) -> str:
 
 
 def serving_metrics_section(d: dict) -> str:
-    rows = [[r["workers"], r["route"], r["concurrency"], f"{r['median_on_rps']:,.0f}", f"{r['median_off_rps']:,.0f}",
-             f"{r['on_over_off']:.3f}"] for r in d["summary"]]
+    def span(pair: list) -> str:
+        return f"{pair[0]:,.0f}–{pair[1]:,.0f}"
+
+    rows = [[r["workers"], r["route"], r["concurrency"], f"{r['median_on_rps']:,.0f} ({span(r['rps_range_on'])})",
+             f"{r['median_off_rps']:,.0f} ({span(r['rps_range_off'])})", f"{r['on_over_off']:.3f}",
+             f"{r['median_cpu_us_on']} ({span(r['cpu_range_on'])})", f"{r['median_cpu_us_off']} ({span(r['cpu_range_off'])})",
+             f"{r['cpu_overhead']:+.1%}"] for r in d["summary"]]
+    machine = d["machine"]
+    probe = []
+    for o in d.get("middleware_overhead", []):
+        mode = "multiprocess" if o["multiprocess"] else "single-process"
+        probe.append([mode, o["plain"]["median_us"], o["before"]["median_us"], o["after"]["median_us"], o["before_overhead_us"],
+                      o["after_overhead_us"]])
     return "\n".join([
-        "## Serving with metrics on vs off", "", f"`{d['command']}` ({d['generated_at']}); {d['machine'].get('note', '')}. "
-        "Two servers (ML_METRICS=1 and 0) run side by side; wrk alternates between them each round and the medians are compared.", "",
-        table(["workers", "route", "concurrency", "median req/s, metrics on", "median req/s, off", "on / off"], rows),
-        "", "Cost of the metrics middleware per request, measured in process around a do-nothing ASGI app (best of 7): "
-        + "; ".join(f"{'multiprocess' if o['multiprocess'] else 'single-process'} mode {o['overhead_us']} µs"
-                    for o in d.get("middleware_overhead", [])) + ".",
-        "", "Goal: on / off >= 0.95. Not shown by these runs: on this shared host one configuration's rate varies by up to "
-        "±50 % from round to round (every run is in the JSON, `runs`), far more than the effect sought, so the ratios above "
-        "are noise. The middleware's own cost is the usable estimate: against the per-request time of the quiet-host serving "
-        "run above (6,064 req/s on one worker = 165 µs per request; 10,666 req/s on two workers sharing 2 cores = 188 µs of "
-        "CPU per request) it is about 3 % with one worker and about 6 % with two (multiprocess mode writes two memory-mapped "
-        "values under a lock per request); the multiprocess figure was itself measured on the busy host.",
+        "## Serving with metrics on vs off", "", f"`{d['command']}` ({d['generated_at']}); {machine.get('note', '')}; load average "
+        f"{machine.get('load_average_start')} at the start, {machine.get('load_average_end')} at the end. Two servers (ML_METRICS=1 "
+        "and 0) run side by side; wrk alternates between them (on, off, off, on, ...) and the medians over the rounds are compared, "
+        "with the range in brackets. Server CPU per request = user + system CPU seconds of the server's process tree (from /proc) "
+        "during the wrk run divided by the requests answered: less sensitive to other jobs on the host than requests per second.", "",
+        table(["workers", "route", "conc.", "req/s on", "req/s off", "on / off", "CPU µs/req on", "CPU µs/req off", "CPU on vs off"], rows),
+        "", "The middleware alone, in process around a do-nothing ASGI app (medians of 9 interleaved repetitions of 20,000 requests; "
+        "before = one histogram observe() per request, the previous code; after = batched tallies, the current code):", "",
+        table(["mode", "no middleware µs", "before µs", "after µs", "before: added µs", "after: added µs"], probe),
+        "", "Goal: metrics on within 5 % of off. Reading: the end-to-end ratios swing with the host's load (ranges in brackets) "
+        "far more than the effect sought; the middleware's own added cost against the server CPU per request of the same run is "
+        "the usable estimate (both inflated alike by the load).",
     ])
 
 
@@ -285,7 +296,20 @@ def dashboard_section(d: dict) -> str:
         f"{site['versions_per_tenant']} versions, a training log of {site['training_log_runs']} runs; {d['method']}; "
         f"{d['machine'].get('note', '')}.", "",
         table(["page", "first render ms", "median ms", "p95 ms", "max ms", "bytes"], rows), "", f"Goal: under {d['goal_ms']} ms per page.",
+        *_first_render_lines(d),
     ])
+
+
+def _first_render_lines(d: dict) -> list[str]:
+    """The overview's first render before and after its fix, same run, alternating (dashboard.py --rounds)."""
+    first = d.get("first_render_overview")
+    if not first:
+        return []
+    rows = [[variant, v["median_ms"], v["min_ms"], v["max_ms"], ", ".join(str(x) for x in v["runs_ms"])] for variant, v in first.items()]
+    return ["", "First render of the overview on a freshly started app, in the same run, alternating (load average "
+            f"{d.get('load_average', '?')}): before = every version's integrity check and folder size for the sparklines and "
+            "templates compiled by the first request; after = each version's meta.json read once, templates compiled at start-up.",
+            "", table(["code", "median ms", "min ms", "max ms", "runs ms"], rows)]
 
 
 def recbole_section(d: dict) -> str:

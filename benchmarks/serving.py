@@ -151,6 +151,22 @@ def wait_ready(url: str, key: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"service at {url} did not become ready")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its descendants (the server's workers), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def run_wrk(url: str, key: str, route: str, concurrency: int, seconds: int, n_users: int, n_items: int, lua: Path) -> dict:
     from ml_service.auth import make_token
 
@@ -241,33 +257,61 @@ def main(argv: list[str] | None = None) -> int:
 
 
 OVERHEAD_PROBE = r"""
-import asyncio, json, time
-from ml_service.metrics import MetricsMiddleware
+import asyncio, json, statistics, time
+from ml_service.metrics import REQUEST_SECONDS, MetricsMiddleware, route_label
 async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b""})
 async def send(message): pass
 async def receive(): return {"type": "http.request"}
-wrapped = MetricsMiddleware(app, known_paths={"/user-items"})
+KNOWN = frozenset({"/user-items"})
+class Before:  # the previous middleware: one histogram observe() per request (two mmap writes in multiprocess mode)
+    def __init__(self, app):
+        self.app, self.children = app, {}
+    async def __call__(self, scope, receive, send):
+        started, status = time.perf_counter(), 500
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            key = (route_label(scope["path"], KNOWN), f"{status // 100}xx")
+            child = self.children.get(key)
+            if child is None:
+                child = self.children[key] = REQUEST_SECONDS.labels(*key)
+            child.observe(time.perf_counter() - started)
+after = MetricsMiddleware(app, known_paths=KNOWN)
+before = Before(app)
 scope = {"type": "http", "path": "/user-items", "method": "GET"}
+FLUSH_EVERY = 250  # the real middleware flushes every 0.25 s: at >= 1,000 requests/s per worker, fewer than this between
 async def timed(target, n):
     begun = time.perf_counter()
-    for _ in range(n):
+    for i in range(n):
         await target(scope, receive, send)
+        if target is after and i % FLUSH_EVERY == 0:
+            after.flush()
     return (time.perf_counter() - begun) / n * 1e6
 async def main():
-    await timed(wrapped, 2000)
-    plain, with_metrics = [], []
-    for _ in range(7):  # interleaved, best of 7: the least disturbed by other work on the host
-        plain.append(await timed(app, 20000)); with_metrics.append(await timed(wrapped, 20000))
-    print(json.dumps({"plain_us": round(min(plain), 3), "with_metrics_us": round(min(with_metrics), 3),
-                      "overhead_us": round(min(with_metrics) - min(plain), 3)}))
+    for target in (app, before, after):
+        await timed(target, 2000)
+    runs = {"plain": [], "before": [], "after": []}
+    for _ in range(9):  # interleaved: a drift in the host's load hits all three alike
+        for name, target in (("plain", app), ("before", before), ("after", after)):
+            runs[name].append(await timed(target, 20000))
+    out = {name: {"median_us": round(statistics.median(v), 3), "min_us": round(min(v), 3), "max_us": round(max(v), 3)} for name, v in runs.items()}
+    out["before_overhead_us"] = round(out["before"]["median_us"] - out["plain"]["median_us"], 3)
+    out["after_overhead_us"] = round(out["after"]["median_us"] - out["plain"]["median_us"], 3)
+    print(json.dumps(out))
 asyncio.run(main())
 """
 
 
 def middleware_overhead(multiprocess: bool) -> dict:
-    """Microseconds the metrics middleware adds to one request (a do-nothing ASGI app with and without it)."""
+    """Microseconds the metrics middleware adds to one request (a do-nothing ASGI app without it, with the previous
+    per-request observe() and with the current batched tallies), medians of 9 interleaved repetitions."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     with tempfile.TemporaryDirectory() as folder:
         if multiprocess:
@@ -286,6 +330,7 @@ def compare_metrics(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     from ml_service.store import ModelStore
 
+    load_start = [round(x, 2) for x in os.getloadavg()]
     overhead = [middleware_overhead(False), middleware_overhead(True)]
     print("metrics middleware per request:", overhead, flush=True)
     model, _ = build_model(args.users, args.items, args.factors)
@@ -318,19 +363,32 @@ def compare_metrics(args: argparse.Namespace, argv: list[str] | None) -> int:
                         run_wrk(url, key, route, 32, 3, args.users, args.items, lua)  # warm-up
                     for concurrency in args.concurrency:
                         rates: dict[str, list[float]] = {"on": [], "off": []}
+                        cpus: dict[str, list[float]] = {"on": [], "off": []}
                         for round_ in range(args.rounds):
                             order = ("on", "off") if round_ % 2 == 0 else ("off", "on")
                             for mode in order:
+                                cpu_before = tree_cpu_seconds(servers[mode][0].pid)
                                 stats = run_wrk(servers[mode][1], key, route, concurrency, args.seconds, args.users, args.items, lua)
+                                stats["server_cpu_us_per_request"] = round(
+                                    (tree_cpu_seconds(servers[mode][0].pid) - cpu_before) / max(stats["requests"], 1) * 1e6, 1)
+                                stats["load_average_1m"] = round(os.getloadavg()[0], 2)
                                 rates[mode].append(stats["requests_per_s"])
+                                cpus[mode].append(stats["server_cpu_us_per_request"])
                                 rows.append({"workers": workers, "route": route, "concurrency": concurrency, "metrics": mode,
                                              "round": round_, **stats})
                                 print(f"workers={workers} {route:13s} c={concurrency:3d} metrics={mode:3s} round {round_}: "
                                       f"{stats['requests_per_s']:8.0f} req/s p99={stats['p99_ms']:.2f}ms errors={stats['errors']}", flush=True)
                         on, off = statistics.median(rates["on"]), statistics.median(rates["off"])
+                        cpu_on, cpu_off = statistics.median(cpus["on"]), statistics.median(cpus["off"])
                         summary.append({"workers": workers, "route": route, "concurrency": concurrency, "median_on_rps": round(on, 1),
-                                        "median_off_rps": round(off, 1), "on_over_off": round(on / off, 4)})
-                        print(f"  -> metrics on/off = {on / off:.3f}", flush=True)
+                                        "median_off_rps": round(off, 1), "on_over_off": round(on / off, 4),
+                                        "rps_range_on": [min(rates["on"]), max(rates["on"])],
+                                        "rps_range_off": [min(rates["off"]), max(rates["off"])],
+                                        "median_cpu_us_on": cpu_on, "median_cpu_us_off": cpu_off,
+                                        "cpu_range_on": [min(cpus["on"]), max(cpus["on"])], "cpu_range_off": [min(cpus["off"]), max(cpus["off"])],
+                                        "cpu_overhead": round(cpu_on / cpu_off - 1, 4)})
+                        print(f"  -> metrics on/off = {on / off:.3f}; server CPU per request on {cpu_on} us, off {cpu_off} us "
+                              f"({cpu_on / cpu_off - 1:+.1%})", flush=True)
             finally:
                 for proc, _ in servers.values():
                     proc.terminate()
@@ -339,7 +397,8 @@ def compare_metrics(args: argparse.Namespace, argv: list[str] | None) -> int:
         "command": "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "shared with other jobs; on/off runs interleaved, medians compared"},
+                    "note": "shared with other jobs; on/off runs interleaved, medians compared",
+                    "load_average_start": load_start, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
         "tenant": {"users": args.users, "items": args.items, "factors": args.factors},
         "summary": summary, "middleware_overhead": overhead, "runs": rows,
     }

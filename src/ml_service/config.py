@@ -95,6 +95,7 @@ class Settings:
     admin_password: str = ""
     admin_session_s: float = 28800.0
     admin_login_attempts: int = 5  # failed logins per client address per minute before refusing
+    recent_per_learner: int = 10  # interactions (item, date) kept per learner in a model for the dashboard's try it
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -175,6 +176,7 @@ class Settings:
             admin_password=env.get("ML_ADMIN_PASSWORD") or "",
             admin_session_s=_parse_number(env, "ML_ADMIN_SESSION_SECONDS", 28800.0, minimum=60.0, kind=float),
             admin_login_attempts=_parse_number(env, "ML_ADMIN_LOGIN_ATTEMPTS", 5, minimum=1, maximum=1000, kind=int),
+            recent_per_learner=_parse_number(env, "ML_RECENT_PER_LEARNER", 10, minimum=0, maximum=1000, kind=int),
         )
 
     def with_(self, **changes: object) -> "Settings":

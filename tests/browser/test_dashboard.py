@@ -139,6 +139,19 @@ def test_dashboard_end_to_end(demo: dict[str, Any], browser: Any, shots: Path) -
     points = driver.find_elements(By.CSS_SELECTOR, "#metrics-chart circle.point[data-series='ndcg@10']")
     assert [float(p.get_attribute("data-value")) for p in points] == pytest.approx([c["ndcg@10"] for c in chart], abs=1e-6)
     assert not driver.find_elements(By.ID, "pin-note")  # the store can pin: the buttons are enabled
+    assert not driver.find_elements(By.ID, "unpin") and "Not pinned" in driver.find_element(By.ID, "pin-state").text
+    # Every x-axis label of the chart is drawn whole inside the chart (none cut at its edges), and reads as a date.
+    labels = driver.execute_script(
+        "const svg = document.getElementById('metrics-chart'); const w = svg.viewBox.baseVal.width;"
+        "return [...svg.querySelectorAll('text.xlabel')].map(t => { const b = t.getBBox();"
+        " return [t.textContent, b.x >= 0 && b.x + b.width <= w]; });"
+    )
+    assert labels and all(inside for _, inside in labels), labels
+    assert all(re.match(r"\d{4}-\d{2}-\d{2}\d{2}:\d{2}:\d{2}", text) for text, _ in labels), labels
+    # Each tenant's runs with seconds per stage.
+    stages = [c.get_attribute("data-stage") for c in driver.find_elements(By.CSS_SELECTOR, "#tenant-runs tbody tr:first-child td[data-stage]")]
+    assert stages == ["parse", "features", "fit", "evaluate", "publish"]
+    assert float(driver.find_element(By.CSS_SELECTOR, "#tenant-runs tbody tr:first-child td[data-stage='fit']").text) >= 0
     _shot(driver, shots, "tenant")
     # Try a learner: their items and each type's recommendations with scores and why.
     driver.get(base + "/admin/tenants/0/try")
@@ -147,6 +160,9 @@ def test_dashboard_end_to_end(demo: dict[str, Any], browser: Any, shots: Path) -
     driver.find_element(By.ID, "try-button").click()
     tables = driver.find_elements(By.CSS_SELECTOR, "table.recs")
     assert len(tables) == 5 and any(t.find_elements(By.CSS_SELECTOR, "tbody td.num") for t in tables)
+    dates = [d.text for d in driver.find_elements(By.CSS_SELECTOR, "#interactions td.date")]
+    assert dates and all(re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", d) for d in dates), dates
+    assert dates == sorted(dates, reverse=True)  # newest first
     _shot(driver, shots, "try-it")
     # Start a retrain from the tenant page and watch the progress reach done.
     driver.get(base + "/admin/tenants/0")
@@ -161,6 +177,8 @@ def test_dashboard_end_to_end(demo: dict[str, Any], browser: Any, shots: Path) -
             break
         time.sleep(1.0)
     assert state == "done"
+    attempts = driver.find_element(By.CSS_SELECTOR, "#runs tbody tr:first-child .attempts").text
+    assert re.search(r"200 × \d+", attempts), attempts  # the demo downloads from its Totara simulator
     _shot(driver, shots, "runs")
     # Two versions now: roll back to the first (confirmation accepted).
     driver.get(base + "/admin/tenants/0")
@@ -177,7 +195,13 @@ def test_dashboard_end_to_end(demo: dict[str, Any], browser: Any, shots: Path) -
     pin.click()
     driver.switch_to.alert.accept()
     assert "pin done" in driver.find_element(By.ID, "flash").text
-    assert "Pinned version" in driver.find_element(By.TAG_NAME, "body").text
+    assert "Pinned to version" in driver.find_element(By.ID, "pin-state").text
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#versions strong.pinned")) == 1
+    _shot(driver, shots, "tenant-pinned")
+    driver.find_element(By.ID, "unpin").click()  # shown now that the tenant is pinned
+    driver.switch_to.alert.accept()
+    assert "unpin done" in driver.find_element(By.ID, "flash").text
+    assert not driver.find_elements(By.ID, "unpin") and "Not pinned" in driver.find_element(By.ID, "pin-state").text
     driver.get(base + "/admin/")
     assert len(driver.find_elements(By.CSS_SELECTOR, "tr[data-tenant='0'] svg.spark polyline[points*=' ']")) == 1  # 2 versions: a line
     _shot(driver, shots, "overview-after-retrain")
@@ -188,6 +212,13 @@ def test_dashboard_end_to_end(demo: dict[str, Any], browser: Any, shots: Path) -
     driver.find_element(By.ID, "api-send").click()
     assert "success" in driver.find_element(By.ID, "api-result").text and "HTTP 200" in driver.page_source
     _shot(driver, shots, "api")
+    # /docs: Swagger UI from the service itself (the test host has no internet: a CDN script would never load).
+    driver.find_element(By.ID, "docs-link").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {e.text for e in driver.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/user-items", "/similar-items"} <= {p.replace("\u200b", "") for p in paths}, paths
+    _shot(driver, shots, "docs")
+    driver.get(base + "/admin/api")
     # An action without the CSRF token, sent from the logged-in page, is refused.
     status = driver.execute_script(
         "return fetch('/admin/tenants/0/rollback', {method: 'POST', body: new URLSearchParams({})}).then(r => r.status)"

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ml_service.api.auth_middleware import AuthMiddleware, SecretKey, auth_result_of
+from ml_service.api.docs_page import add_offline_docs
 from ml_service.api.errors import install_error_handlers
 from ml_service.api.favicon import FAVICON_PATH
 from ml_service.api.health import SchedulerInfo, TotaraProbe, health_report
@@ -74,12 +75,14 @@ def create_app(
         summary="Recommendations for Totara: the API Totara's ml_service client calls",
         default_response_class=SortedJSONResponse,
         redoc_url=None,
+        docs_url=None,  # add_offline_docs: Swagger UI's files from the package, not a CDN
         lifespan=lifespan,
         # No OpenTelemetry: with it on, FastAPI asks the global providers on every request (~15 µs).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.redirect_slashes = False  # `/health-check/` is an unknown path (404), as in the reference
     app.state.recommender = recommender  # for embedding code and tests; request handlers use their closures
+    app.state.admin = admin  # the dashboard (None when off), for tests and benchmarks
     routes = build_router(recommender, seen_policy=settings.seen_policy, max_n_items=settings.max_n_items)
     app.include_router(routes.router)
 
@@ -113,6 +116,7 @@ def create_app(
     async def favicon_ico() -> Response:
         return Response(favicon, media_type="image/vnd.microsoft.icon", headers={"Cache-Control": "public, max-age=86400"})
 
+    add_offline_docs(app)
     install_error_handlers(app)
     known_paths = {getattr(route, "path", "") for route in [*app.routes, *routes.router.routes]} - {""}
     # add_middleware puts the last added outermost: access log -> auth -> HEAD/OPTIONS/hot routes -> routing.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Callable
 
 from ml_service.api.auth_middleware import ASGIApp, Receive, Scope, Send
+from ml_service.api.docs_page import ASSET_PATHS
 
-DOCS_PATHS = frozenset({"/docs", "/openapi.json", "/docs/oauth2-redirect"})
+DOCS_PATHS = frozenset({"/docs", "/openapi.json", "/docs/oauth2-redirect"}) | ASSET_PATHS
 DASHBOARD_OFF = b"The dashboard is off: set ML_ADMIN_PASSWORD or ML_ADMIN_USERS to turn it on.\n"
 
 

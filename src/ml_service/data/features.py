@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import TenantData
+from ml_service.stage_clock import timed
 
 MODES = ("mf", "partial", "hybrid")
 
@@ -32,6 +33,7 @@ class FeatureSet:
     item_names: list[str]
 
 
+@timed("features")  # the pipeline's seconds per stage (stage_clock.py)
 def build_features(data: TenantData, mode: str, *, identity: bool = False) -> FeatureSet:
     """Features for `mode` (mf | partial | hybrid); identity=True appends one identity column per user/item.
 
@@ -62,6 +64,7 @@ def build_features(data: TenantData, mode: str, *, identity: bool = False) -> Fe
     return FeatureSet(user, item, user_names, item_names)
 
 
+@timed("features")
 def item_content_vectors(data: TenantData, dim: int = 128) -> np.ndarray:
     """(n_items, <=dim) float32 L2-normalised content vectors (tags + document TF-IDF), for cold-item similarity.
 

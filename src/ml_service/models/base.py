@@ -44,6 +44,8 @@ class TrainedModel:
     similarity_vectors: np.ndarray | None = None  # float32 (n_items, d) L2-normalised, for warm items
     content_vectors: np.ndarray | None = None  # float32 (n_items, d2) L2-normalised, for cold items
     item_warm: np.ndarray | None = None  # bool (n_items,) True = item has interactions
+    # float64 (n_users, n_items): Unix time of each learner's latest interactions (ML_RECENT_PER_LEARNER), for the dashboard
+    recent: sp.csr_matrix | None = None
     params: dict[str, Any] = field(default_factory=dict)  # chosen hyper-parameters
     metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics (see training/metrics.py)
     info: dict[str, Any] = field(default_factory=dict)  # sizes, timings, candidates, messages
@@ -68,6 +70,7 @@ class TrainedModel:
             ("user_cold", self.user_cold, (n_u,)),
             ("popularity", self.popularity, (n_i,)),
             ("item_warm", self.item_warm, (n_i,)),
+            ("recent", self.recent, (n_u, n_i)),
             ("similarity_vectors", self.similarity_vectors, (n_i, None)),
             ("content_vectors", self.content_vectors, (n_i, None)),
         ]

@@ -31,7 +31,11 @@ _HTTP_URL = re.compile(r"(?i)^https?://")
 
 
 class _Failure(Exception):
-    """One file could not be downloaded; the message is the whole explanation."""
+    """One file could not be downloaded; the message is the whole explanation, `kind` the attempt's outcome label."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class TotaraHttpSource:
         self.staging_root = Path(staging_root)
         self._sleep = sleep
         self.description = f"Totara at {settings.totara_url}"
+        # Attempts of the last fetch by outcome: the HTTP status ("200", "202", "404"...) or, when no whole answer
+        # arrived, the error kind (connect_timeout, connect_error, tls_error, read_timeout, cut_short, deadline,
+        # too_large, write_error, transfer_error). The pipeline logs them; /metrics adds them up.
+        self.attempts: dict[str, int] = {}
 
     def fetch(self) -> ExportSnapshot:
         """One snapshot; a failed tenant file fails only that tenant, a failed tenants.csv raises SourceError."""
@@ -61,6 +69,7 @@ class TotaraHttpSource:
             raise SourceError(f"ML_TOTARA_URL={base!r} is invalid: it must start with http:// or https://; nothing was requested.")
         if not self.settings.totara_key:
             raise SourceError("ML_TOTARA_KEY is empty: Totara refuses unsigned downloads; set it to $CFG->ml_service_key.")
+        self.attempts = {}
         sweep_stale_staging(self.staging_root)
         staging = self._new_staging_folder()
         try:
@@ -127,10 +136,12 @@ class TotaraHttpSource:
             headers = signed_headers(self.settings.totara_key, lower=True)  # fresh time and token every attempt
             started = time.monotonic()
             deadline = TransferDeadline(self.limits.download_deadline_s)
+            outcome = "transfer_error"
             try:
                 with deadline, client.stream("GET", url, headers=headers, extensions={"trace": deadline.trace}) as response:
                     try:
                         log.info("GET %s -> %d (attempt %d of %d)", url, response.status_code, attempt + 1, retries + 1)
+                        outcome = str(response.status_code)
                         if response.status_code == 200:
                             return self._save(response, url, dest, started)
                         if response.status_code == 204:
@@ -139,11 +150,16 @@ class TotaraHttpSource:
                             raise _Failure(_status_message(url, response.status_code))
                     finally:
                         deadline.cancel()  # before the connection closes: the timer must never touch a reused socket
+            except _Failure as exc:
+                outcome = exc.kind or outcome
+                raise
             except httpx.HTTPError as exc:
                 dest.with_name(dest.name + ".part").unlink(missing_ok=True)
-                if deadline.expired:
-                    raise _Failure(self._deadline_message(url)) from None
-                raise self._transfer_failure(url, exc) from None
+                failure = _Failure(self._deadline_message(url), "deadline") if deadline.expired else self._transfer_failure(url, exc)
+                outcome = failure.kind
+                raise failure from None
+            finally:
+                self.attempts[outcome] = self.attempts.get(outcome, 0) + 1
             if attempt < retries:
                 self._sleep(self.settings.download_retry_wait_s)
         raise _Failure(
@@ -153,16 +169,19 @@ class TotaraHttpSource:
 
     def _transfer_failure(self, url: str, exc: httpx.HTTPError) -> _Failure:
         if isinstance(exc, httpx.ConnectTimeout):
-            return _Failure(f"GET {url}: no connection within {self.settings.connect_timeout_s:g} s (ML_CONNECT_TIMEOUT): check the URL and the network.")
+            return _Failure(f"GET {url}: no connection within {self.settings.connect_timeout_s:g} s (ML_CONNECT_TIMEOUT): check the URL and the network.",
+                            "connect_timeout")
         if isinstance(exc, httpx.ConnectError):
             if is_tls_failure(exc):
-                return _Failure(f"GET {url}: Totara's TLS certificate was refused ({exc}): {TLS_ADVICE}")
-            return _Failure(f"GET {url}: cannot connect ({exc}): check ML_TOTARA_URL and that Totara is reachable from this machine.")
+                return _Failure(f"GET {url}: Totara's TLS certificate was refused ({exc}): {TLS_ADVICE}", "tls_error")
+            return _Failure(f"GET {url}: cannot connect ({exc}): check ML_TOTARA_URL and that Totara is reachable from this machine.",
+                            "connect_error")
         if isinstance(exc, httpx.ReadTimeout):
-            return _Failure(f"GET {url}: Totara sent nothing for {self.settings.read_timeout_s:g} s (ML_READ_TIMEOUT): the download was abandoned.")
+            return _Failure(f"GET {url}: Totara sent nothing for {self.settings.read_timeout_s:g} s (ML_READ_TIMEOUT): the download was abandoned.",
+                            "read_timeout")
         if isinstance(exc, httpx.RemoteProtocolError):
-            return _Failure(f"GET {url}: the body was cut short, the connection closed before the whole file arrived ({exc}).")
-        return _Failure(f"GET {url}: the transfer failed ({type(exc).__name__}: {exc}).")
+            return _Failure(f"GET {url}: the body was cut short, the connection closed before the whole file arrived ({exc}).", "cut_short")
+        return _Failure(f"GET {url}: the transfer failed ({type(exc).__name__}: {exc}).", "transfer_error")
 
     def _deadline_message(self, url: str, received: int | None = None) -> str:
         got = "" if received is None else f" with {received} bytes received"
@@ -185,7 +204,7 @@ class TotaraHttpSource:
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise _Failure(
                 f"GET {url}: Totara announced {declared} bytes, over the limit of {describe_bytes(max_bytes)} per "
-                "export file (ML_MAX_EXPORT_MB raises it); nothing was downloaded."
+                "export file (ML_MAX_EXPORT_MB raises it); nothing was downloaded.", "too_large"
             )
         received = 0
         try:
@@ -195,17 +214,17 @@ class TotaraHttpSource:
                     if received > max_bytes:
                         raise _Failure(
                             f"GET {url}: the body passed the limit of {describe_bytes(max_bytes)} per export file "
-                            f"(ML_MAX_EXPORT_MB raises it; announced size: {declared or 'none'}); the download was abandoned."
+                            f"(ML_MAX_EXPORT_MB raises it; announced size: {declared or 'none'}); the download was abandoned.", "too_large"
                         )
                     if time.monotonic() - started > deadline_s:
-                        raise _Failure(self._deadline_message(url, received))
+                        raise _Failure(self._deadline_message(url, received), "deadline")
                     out.write(chunk)
             if declared is not None and declared.isdigit() and response.num_bytes_downloaded < int(declared):
-                raise _Failure(f"GET {url}: the body was cut short ({response.num_bytes_downloaded} of {declared} bytes).")
+                raise _Failure(f"GET {url}: the body was cut short ({response.num_bytes_downloaded} of {declared} bytes).", "cut_short")
             part.replace(dest)
             return dest
         except OSError as exc:
-            raise _Failure(f"GET {url}: cannot write {part}: {exc.strerror or exc}") from None
+            raise _Failure(f"GET {url}: cannot write {part}: {exc.strerror or exc}", "write_error") from None
         finally:
             part.unlink(missing_ok=True)
 

@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 from ml_service.data.tenant import TenantData
 from ml_service.models.base import TrainedModel
 from ml_service.ranking import EXCLUDE, check_seen_policy, rank, score, type_candidates
+from ml_service.stage_clock import timed
 from ml_service.training.split import Split
 
 RANK_METRICS = ("precision", "recall", "ndcg", "hit_rate")
@@ -28,6 +29,7 @@ RANK_METRICS = ("precision", "recall", "ndcg", "hit_rate")
 SCORE_BATCH_BYTES = 16 * 2**20
 
 
+@timed("evaluate")  # the pipeline's seconds per stage (stage_clock.py)
 def evaluate(
     model: TrainedModel,
     data: TenantData,
@@ -96,6 +98,7 @@ def evaluate(
     return result
 
 
+@timed("evaluate")
 def ndcg_at_k(model: TrainedModel, data: TenantData, split: Split, k: int = 10) -> float:
     """Aggregated NDCG@k of evaluate(), without AUC: the tuning and early-stopping objective."""
     return float(evaluate(model, data, split, k, auc=False)[f"ndcg@{k}"])

@@ -13,6 +13,7 @@ from ml_service.data.tenant import DataError, TenantData
 from ml_service.models import registry
 from ml_service.models.base import TrainedModel
 from ml_service.source.base import ExportSnapshot, Source, SourceError, TenantFiles
+from ml_service.stage_clock import measuring, stage
 from ml_service.store.files import DiskFullError
 from ml_service.store.format import BadPointerError, StoreError
 from ml_service.training.prepared import Preloaded, finish_model, fingerprint
@@ -170,10 +171,11 @@ def run_training(
     except (SourceError, OSError) as exc:  # OSError: e.g. a full disk while staging the download
         log.error("training run failed: %s", exc)
         _log_rows(settings, [SummaryRow(run_stamp, name, "all", DOWNLOAD_FAILED_MSG)])
-        download = {"ok": False, "seconds": round(time.monotonic() - run_started, 3), "bytes": 0}
+        download = {"ok": False, "seconds": round(time.monotonic() - run_started, 3), "bytes": 0, "attempts": _attempts(source)}
         _append_record(settings, {"event": "run", "ok": False, "error": str(exc), "at": time.time(), "download": download})
         return RunResult(False, [], error=str(exc), seconds=time.monotonic() - run_started)
-    download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root)}
+    download = {"ok": True, "seconds": round(time.monotonic() - run_started, 3), "bytes": _folder_bytes(snapshot.root),
+                "attempts": _attempts(source)}
     done: dict[str, TenantResult] = {}
     try:
         wanted = [t for t in snapshot.tenants if tenants is None or t in tenants]
@@ -215,7 +217,9 @@ def _train_and_log(
 ) -> TenantResult:
     """Train one tenant fully, publish, and write its rows in train_summary.log and training.jsonl."""
     report("tenant-start", {"tenant": tenant})
-    result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report, preloaded)
+    with measuring() as stages:  # parse / features / fit / evaluate / publish seconds (stage_clock.py)
+        result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report, preloaded)
+    result.seconds.update(stages.rounded())
     _log_rows(settings, [result.summary_row(run_stamp)])
     _append_record(settings, {"event": "tenant", "stage": "final", "at": time.time(), **result.as_record()})
     report("tenant-done", {"result": result})
@@ -236,17 +240,20 @@ def _train_one(
             data, data_fingerprint = preloaded.data, preloaded.fingerprint
             seconds.update(preloaded.seconds)
         else:
-            files = snapshot.files(tenant)
-            data = load_tenant(files)
-            data_fingerprint = fingerprint(files)
+            with stage("parse"):
+                files = snapshot.files(tenant)
+                data = load_tenant(files)
+                data_fingerprint = fingerprint(files)
             seconds["load"] = round(time.monotonic() - started, 3)
         report("stage", {"tenant": tenant, "stage": "train"})
-        result = train_tenant(data, settings, algorithm=name, reporter=report)
+        with stage("fit"):  # features and evaluation inside it count for themselves
+            result = train_tenant(data, settings, algorithm=name, reporter=report)
         assert result.model is not None
         result.model.info["data_fingerprint"] = data_fingerprint
         report("stage", {"tenant": tenant, "stage": "publish"})
         started = time.monotonic()
-        result.version = store.publish(tenant, result.model)
+        with stage("publish"):
+            result.version = store.publish(tenant, result.model)
         seconds["publish"] = round(time.monotonic() - started, 3)
     except DataError as exc:
         return TenantResult(tenant, "failed", f"Invalid export data: {exc}", name, seconds=seconds)
@@ -258,6 +265,11 @@ def _train_one(
         return TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name, seconds=seconds)
     result.seconds = {**seconds, **result.seconds}
     return result
+
+
+def _attempts(source: Source) -> dict[str, int]:
+    """An HTTP source's download attempts of this fetch by status or error kind ({} for a folder)."""
+    return dict(getattr(source, "attempts", None) or {})
 
 
 def _folder_bytes(root: Path) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ml_service.config import Settings
+from ml_service.data.recent import recent_interactions
 from ml_service.data.tenant import TenantData
 from ml_service.models.base import TrainedModel
 from ml_service.source.base import TenantFiles
@@ -47,6 +48,7 @@ def finish_model(model: TrainedModel, data: TenantData, settings: Settings, star
         from ml_service.data.features import item_content_vectors
 
         model.content_vectors = item_content_vectors(data)  # similar items for content without interactions
+    model.recent = recent_interactions(data, settings.recent_per_learner)  # the dashboard's try it shows them with dates
     seconds = {"train": round(time.monotonic() - started, 3)}
     sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
     # stage: "quick" (anytime's first popular model) or "final"; the protocol tells whether two metrics compare.

@@ -16,11 +16,12 @@ from starlette.templating import Jinja2Templates
 from ml_service.api.admin import actions, data
 from ml_service.api.admin.accounts import Accounts
 from ml_service.api.admin.charts import line_chart, sparkline
+from ml_service.api.admin.history import NdcgHistory
 from ml_service.api.admin.sessions import COOKIE, AuditLog, LoginLimiter, Session, SessionStore
 from ml_service.auth import signed_headers
 from ml_service.config import Settings
 from ml_service.data.tenant import ITEM_TYPES
-from ml_service.metrics import TrainingCollector
+from ml_service.metrics_training import STAGES, TrainingCollector, stage_seconds
 from ml_service.serving import TenantIndex
 from ml_service.training.progress import current_run, read_runs
 
@@ -40,6 +41,11 @@ class AdminApp:
         self.training = TrainingCollector(settings.training_jsonl)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["iso"] = data.iso
+        self.templates.env.filters["stages"] = stage_seconds
+        self.templates.env.globals["STAGES"] = STAGES
+        for name in self.templates.env.list_templates():  # compiled now, not during the first visitor's request
+            self.templates.get_template(name)
+        self.history = NdcgHistory(Path(store.root))
         self._versions_cache: dict[tuple[str, str], TenantIndex] = {}
         self._versions_list: dict[str, tuple[tuple[int, str | None], list[Any]]] = {}
         get, post = ["GET"], ["POST"]
@@ -194,14 +200,13 @@ class AdminApp:
         rows = []
         for tenant in self._tenants():
             entry = details.get(tenant, {})
-            versions = self._versions(tenant)
             rows.append({
                 "tenant": tenant, "version": entry.get("version", ""), "algorithm": entry.get("algorithm", ""),
                 "trained_at": entry.get("trained_at", ""), "age": data.age_text(entry.get("age_seconds")),
                 "ndcg": (entry.get("metrics") or {}).get("ndcg@10"), "coverage": (entry.get("metrics") or {}).get("coverage@10"),
                 "users": entry.get("users"), "items": entry.get("items"),
                 "state": entry.get("last_run_state") or "", "msg": entry.get("last_run_msg") or "",
-                "spark": sparkline(data.ndcg_history(versions)), "served": tenant in state.indexes,
+                "spark": sparkline(self.history.of(tenant)), "served": tenant in state.indexes,
                 "interactions": _interactions(state.indexes.get(tenant)),
             })
         next_run = getattr(self.scheduler, "next_run_at", None) if self.scheduler is not None else None
@@ -213,7 +218,7 @@ class AdminApp:
             return self.render(request, session, "missing.html", what=f"tenant {tenant}")
         versions = self._versions(tenant)
         oldest_first = list(reversed(versions))
-        labels = [v.version[:15] for v in oldest_first]
+        labels = [v.version for v in oldest_first]
         series = {name: [(v.metrics or {}).get(name) for v in oldest_first] for name in ("ndcg@10", "recall@10", "coverage@10")}
         chart_data = [{"version": v.version, **{k: (v.metrics or {}).get(k) for k in series}} for v in oldest_first]
         records = data.tenant_records(self.training.records(), tenant)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 from typing import Sequence
 
 COLOURS = {"ndcg@10": "#1f5fbf", "recall@10": "#b3471d", "coverage@10": "#2e7d32"}
+VERSION_TIME = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})")
+LABEL_WIDTH = 70  # px a "2026-12-02" label takes at font-size 10, with a gap
 
 
 def sparkline(values: Sequence[float], width: int = 120, height: int = 28) -> str:
@@ -28,10 +31,23 @@ def sparkline(values: Sequence[float], width: int = 120, height: int = 28) -> st
     )
 
 
-def line_chart(labels: Sequence[str], series: dict[str, Sequence[float | None]], width: int = 640, height: int = 240) -> str:
-    """An SVG chart of each series over `labels` (x: one point per label); every point carries its data."""
-    pad_left, pad_bottom, pad_top = 44, 24, 10
-    plot_w, plot_h = width - pad_left - 10, height - pad_bottom - pad_top
+def version_label(version: str) -> tuple[str, str]:
+    """A version id as two short lines for an axis: its UTC date and time ("2026-12-02", "18:59:07")."""
+    match = VERSION_TIME.match(version)
+    if not match:
+        return version[:10], version[10:18]
+    y, mo, d, h, mi, sec = match.groups()
+    return f"{y}-{mo}-{d}", f"{h}:{mi}:{sec}"
+
+
+def line_chart(labels: Sequence[str], series: dict[str, Sequence[float | None]], width: int = 640, height: int = 250) -> str:
+    """An SVG chart of each series over `labels` (version ids; x: one point per label); every point carries its data.
+
+    Each x label is the version's date and time on two lines, centred under its point; the plot leaves room on
+    both sides for half a label, and with many versions only every k-th label is written (the points keep theirs).
+    """
+    pad_left, pad_right, pad_bottom, pad_top = 52, 40, 36, 10
+    plot_w, plot_h = width - pad_left - pad_right, height - pad_bottom - pad_top
     n = len(labels)
     values = [v for s in series.values() for v in s if v is not None]
     high = max(values + [0.0]) or 1.0
@@ -42,10 +58,16 @@ def line_chart(labels: Sequence[str], series: dict[str, Sequence[float | None]],
              'role="img" aria-label="held-out metrics over model versions">']
     for k in range(5):
         v = high * k / 4
-        parts.append(f'<line x1="{pad_left}" x2="{width - 10}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
+        parts.append(f'<line x1="{pad_left}" x2="{width - pad_right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#ddd"/>'
                      f'<text x="{pad_left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">{v:.2f}</text>')
+    every = max(1, -(-n * LABEL_WIDTH // plot_w)) if n else 1  # labels ~LABEL_WIDTH px wide must not overlap
     for i, label in enumerate(labels):
-        parts.append(f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="middle" font-size="10">{escape(label[:15])}</text>')
+        if i % every and i != n - 1:
+            continue
+        day, clock = version_label(label)
+        parts.append(f'<text class="xlabel" x="{x(i):.1f}" y="{height - 20}" text-anchor="middle" font-size="10">'
+                     f'<tspan x="{x(i):.1f}">{escape(day)}</tspan><tspan x="{x(i):.1f}" dy="12">{escape(clock)}</tspan>'
+                     f'<title>{escape(label)}</title></text>')
     for name, points in series.items():
         colour = COLOURS.get(name, "#555")
         coords = [(x(i), y(v), v, labels[i]) for i, v in enumerate(points) if v is not None]

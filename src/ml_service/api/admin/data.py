@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ml_service.config import Settings
-from ml_service.metrics import defect_counts
+from ml_service.metrics_training import STAGES, defect_counts, stage_seconds
 
 SECRET_FIELDS = {"totara_key", "metrics_token", "admin_password"}
 ENV_NAMES = {
@@ -23,7 +23,7 @@ ENV_NAMES = {
     "validation_protocol": "ML_VALIDATION_PROTOCOL", "identity_features": "ML_IDENTITY_FEATURES",
     "metrics_enabled": "ML_METRICS", "metrics_token": "ML_METRICS_TOKEN", "admin_users_file": "ML_ADMIN_USERS",
     "admin_password": "ML_ADMIN_PASSWORD", "admin_session_s": "ML_ADMIN_SESSION_SECONDS",
-    "admin_login_attempts": "ML_ADMIN_LOGIN_ATTEMPTS",
+    "admin_login_attempts": "ML_ADMIN_LOGIN_ATTEMPTS", "recent_per_learner": "ML_RECENT_PER_LEARNER",
 }
 
 
@@ -62,16 +62,6 @@ def settings_rows(settings: Settings, environ: dict[str, str] | None = None) -> 
     return rows
 
 
-def ndcg_history(versions: list[Any]) -> list[float]:
-    """NDCG@10 of a tenant's stored versions, oldest first."""
-    out = []
-    for v in reversed(versions):
-        value = (v.metrics or {}).get("ndcg@10")
-        if isinstance(value, (int, float)):
-            out.append(float(value))
-    return out
-
-
 def tenant_records(records: list[dict[str, Any]], tenant: str, limit: int = 10) -> list[dict[str, Any]]:
     """The tenant's last training records (newest first)."""
     rows = [r for r in records if r.get("event") == "tenant" and r.get("tenant") == tenant]
@@ -94,32 +84,23 @@ def runs_table(records: list[dict[str, Any]], limit: int = 50) -> list[dict[str,
             states: dict[str, int] = {}
             for r in pending:
                 states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
-                for stage, secs in (r.get("seconds") or {}).items():
-                    if isinstance(secs, (int, float)):
-                        totals[stage] = totals.get(stage, 0.0) + secs
+                for stage, secs in stage_seconds(r.get("seconds") or {}).items():
+                    totals[stage] = totals.get(stage, 0.0) + secs
             shown = pending
             if len(pending) > RUN_TENANTS_SHOWN:  # a big site: the failed tenants and the slowest ones
-                slowest = sorted(pending, key=lambda r: -sum(v for v in (r.get("seconds") or {}).values() if isinstance(v, (int, float))))
+                slowest = sorted(pending, key=lambda r: -sum(stage_seconds(r.get("seconds") or {}).values()))
                 shown = [r for r in pending if r.get("state") == "failed"][:RUN_TENANTS_SHOWN]
                 shown += [r for r in slowest if r.get("state") != "failed"][: max(0, RUN_TENANTS_SHOWN - len(shown))]
             runs.append({
-                "n_tenants": len(pending), "states": states, "stage_totals": _stage_order({k: round(v, 3) for k, v in totals.items()}),
+                "n_tenants": len(pending), "states": states, "stage_totals": {k: round(totals[k], 3) for k in STAGES if k in totals},
                 "at": iso(record.get("at")), "ok": bool(record.get("ok")), "seconds": record.get("seconds"),
                 "error": record.get("error") or "", "download_s": download.get("seconds"), "download_bytes": download.get("bytes"),
+                "attempts": dict(sorted((download.get("attempts") or {}).items())),
                 "tenants": [{"tenant": r.get("tenant"), "state": r.get("state"), "algorithm": r.get("algorithm"), "msg": r.get("msg"),
-                             "seconds": _stage_order(r.get("seconds") or {})} for r in shown],
+                             "seconds": stage_seconds(r.get("seconds") or {})} for r in shown],
             })
             pending = []
     return list(reversed(runs))[:limit]
-
-
-STAGE_ORDER = ("download", "load", "train", "publish")
-
-
-def _stage_order(seconds: dict[str, Any]) -> dict[str, Any]:
-    """Stage durations in pipeline order (load, train, publish), unknown stages last."""
-    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
-    return dict(sorted(seconds.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
 
 
 def quality_report(load_report: dict[str, Any]) -> dict[str, Any]:
@@ -163,9 +144,22 @@ def learner_view(index: Any, user: str, n: int = 5, seen_policy: str = "exclude"
         recs[item_type] = rows
     return {
         "known": position is not None, "cold": cold,
-        "interactions": [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])]} for i in liked],
+        "interactions": recent_rows(model, position, set(liked)), "dated": model.recent is not None,
         "recommendations": recs,
     }
+
+
+def recent_rows(model: Any, position: int | None, liked: set[int]) -> list[dict[str, Any]]:
+    """The learner's latest interactions, newest first: item, type, rating, date (no date in models without `recent`)."""
+    if position is None:
+        return []
+    if model.recent is None:  # stored before models kept dates: the rating-1 items only
+        return [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])], "rating": 1, "date": ""}
+                for i in sorted(liked)]
+    row = model.recent[position]
+    pairs = sorted(zip(row.indices.tolist(), row.data.tolist()), key=lambda p: (-p[1], p[0]))
+    return [{"item": model.item_ids[i], "type": model.type_names[int(model.item_types[i])], "rating": 1 if i in liked else 0,
+             "date": iso(t)} for i, t in pairs]
 
 
 def item_view(index: Any, item: str, n: int = 10) -> list[dict[str, Any]] | None:
