@@ -38,7 +38,7 @@ def train_once(src: Path, source: Path, algorithm: str) -> dict[str, Any]:
         command = [sys.executable, "-m", "ml_service", "train", "--source", str(source), "--algorithm", algorithm, "--force"]
         subprocess.run(command, env=env, check=True, capture_output=True, text=True)
         out: dict[str, Any] = {}
-        for meta_path in sorted(Path(tmp, "models").glob("*/*/meta.json")):
+        for meta_path in sorted(Path(tmp, "models").rglob("meta.json")):
             meta = json.loads(meta_path.read_text())
             tenant = meta["tenant"]
             out[tenant] = {"tuning_s": meta["info"].get("tuning", {}).get("seconds"),
