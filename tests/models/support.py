@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Mapping
 
 from ml_service.data.tenant import Interactions, TenantData
@@ -17,12 +19,6 @@ def fitted(
     part = algorithm.fit(data, train, params, ctx)
     extras = validation_extras(data, train, part)
     if serving:
-        train_data = data.with_interactions(train) if hasattr(data, "with_interactions") else _with(data, train)
+        train_data = dataclasses.replace(data, interactions=train)
         extras = serving_extras(train_data, part, seed=ctx.seed, features=ctx.features, base=extras)
     return assemble(data, algorithm.name, part, extras)
-
-
-def _with(data: TenantData, train: Interactions) -> TenantData:
-    import dataclasses
-
-    return dataclasses.replace(data, interactions=train)

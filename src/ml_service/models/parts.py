@@ -98,9 +98,8 @@ class ItemItemModel:
 
     def validate(self) -> None:
         """ValueError naming the array whose shape, dtype or values are wrong."""
-        check_array("item_item", self.item_item, (None, None), "f")
-        n_items = self.n_items
-        check_array("item_item", self.item_item, (n_items, n_items), "f", finite=False)
+        n_items = int(np.shape(self.item_item)[0]) if np.ndim(self.item_item) == 2 else -1
+        check_array("item_item", self.item_item, (n_items, n_items), "f")
         check_array("history", self.history, (None, n_items), "f")
         check_array("user_cold", self.user_cold, (self.n_users,), "b")
 
