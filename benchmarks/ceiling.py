@@ -40,8 +40,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from ml_service.data.tenant import ITEM_TYPES, TenantData  # noqa: E402
 from ml_service.demo import generate  # noqa: E402
+from ml_service.models.parts import replace_arrays
 from ml_service.models.base import FACTORS, TrainedModel, model_for  # noqa: E402
 from ml_service.models.popular import popularity_scores, positives_matrix, warm_items  # noqa: E402
+from ml_service.training.context import TrainContext
 from ml_service.training.split import Split  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -196,15 +198,18 @@ def factor_model(
 ) -> TrainedModel:
     """A FACTORS TrainedModel over the tenant, with the train part's positives and popularity as evaluate expects."""
     popularity = popularity_scores(split.train, data.n_items, float("inf"))
-    return model_for(
+    user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+    model = model_for(
         data, name, kind=FACTORS,
-        user_factors=np.ascontiguousarray(user_factors, dtype=np.float32),
+        user_factors=np.zeros_like(user_factors),
         item_factors=np.ascontiguousarray(item_factors, dtype=np.float32),
         positives=positives_matrix(data, split.train),
         user_cold=np.zeros(data.n_users, dtype=bool),
         popularity=popularity,
         item_warm=warm_items(data, split.train),
     )
+    # Not a fitted part: the scores may hold -inf for excluded items, which a part refuses when built.
+    return dataclasses.replace(model, scoring=replace_arrays(model.scoring, user_factors=user_factors))
 
 
 def dense_model(name: str, data: TenantData, split: Split, scores: np.ndarray) -> TrainedModel:
@@ -388,9 +393,8 @@ def run_protocol(protocol: str, hidden: Hidden, data: TenantData, user_map: np.n
         started = time.monotonic()
         train_data = dataclasses.replace(data, interactions=split.train)
         chosen = registry.get("popular")
-        tuned = tune(chosen, train_data, threads=1, seed=42, deadline=time.monotonic() + 600, identity=False,
-                     protocol="latest")
-        model = fit_final(chosen, train_data, tuned.params, 1, 42, features=tuned.features, identity=False)
+        tuned = tune(chosen, TrainContext(train_data, threads=1, seed=42, deadline=time.monotonic() + 600, identity=False, protocol="latest"))
+        model = fit_final(chosen, tuned.params, TrainContext(train_data, threads=1, seed=42, features=tuned.features))
         rows.append(_row("popular", model, data, split, time.monotonic() - started, params=tuned.params))
     for row in rows:
         row["protocol"] = protocol

@@ -30,6 +30,7 @@ def run(seed: int, algorithms: tuple[str, ...], threads: int, n_users: int, n_it
     """NDCG@10 etc. of each algorithm for the held-out (new) users of one synthetic tenant."""
     from ml_service.demo.synthetic import make_tenant
     from ml_service.models import registry
+    from ml_service.training.context import TrainContext
     from ml_service.training.metrics import evaluate
     from ml_service.training.split import cold_user_split
     from ml_service.training.tune import fit_final, tune
@@ -41,8 +42,8 @@ def run(seed: int, algorithms: tuple[str, ...], threads: int, n_users: int, n_it
     for name in algorithms:
         started = time.monotonic()
         algorithm = registry.get(name)
-        tuned = tune(algorithm, train_data, threads=threads, seed=seed)
-        model = fit_final(algorithm, train_data, tuned.params, threads, seed, features=tuned.features)
+        tuned = tune(algorithm, TrainContext(train_data, threads=threads, seed=seed))
+        model = fit_final(algorithm, tuned.params, TrainContext(train_data, threads=threads, seed=seed, features=tuned.features))
         metrics = evaluate(model, data, split)
         new_users = np.unique(split.test.user)
         results[name] = {

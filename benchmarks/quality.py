@@ -40,6 +40,7 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     from ml_service.data.load import load_tenant
     from ml_service.models import registry
     from ml_service.source.folder import FolderSource
+    from ml_service.training.context import TrainContext
     from ml_service.training.metrics import evaluate
     from ml_service.training.split import holdout_split
 
@@ -62,8 +63,7 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
     elif algorithm == "auto":
         from ml_service.training.auto import train_auto
 
-        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, identity=identity,
-                            protocol=validation)
+        result = train_auto(TrainContext(train_data, threads=threads, seed=42, budget_s=budget, identity=identity, protocol=validation))
         model = result.model
         extra = {"choice": result.choice, "candidate_scores": result.scores, "candidate_seconds": result.seconds,
                  "skipped": result.skipped}
@@ -71,9 +71,8 @@ def run_one(dataset_name: str, protocol: str, algorithm: str, threads: int, budg
         from ml_service.training.tune import fit_final, tune
 
         chosen = registry.get(algorithm)
-        tuned = tune(chosen, train_data, threads=threads, seed=42, deadline=time.monotonic() + budget, identity=identity,
-                     protocol=validation)
-        model = fit_final(chosen, train_data, tuned.params, threads, 42, features=tuned.features, identity=identity)
+        tuned = tune(chosen, TrainContext(train_data, threads=threads, seed=42, deadline=time.monotonic() + budget, identity=identity, protocol=validation))
+        model = fit_final(chosen, tuned.params, TrainContext(train_data, threads=threads, seed=42, features=tuned.features, identity=identity))
         extra = {"fits": tuned.fits + 1, "params": tuned.params}
     seconds = time.monotonic() - started
     metrics = evaluate(model, data, split)

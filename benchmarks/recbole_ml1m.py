@@ -167,7 +167,9 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
     import dataclasses
 
     from ml_service.models import registry
-    from ml_service.models.base import FitContext
+    from ml_service.models.base import FitContext, assemble
+    from ml_service.models.extras import validation_extras
+    from ml_service.training.context import TrainContext
     from ml_service.training.metrics import ndcg_at_k
     from ml_service.training.split import Split, sample_test_users
 
@@ -188,8 +190,7 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
     if name == "auto":
         from ml_service.training.auto import train_auto
 
-        result = train_auto(train_data, threads=threads, seed=42, budget_s=budget, protocol=validation,
-                            identity=identity)
+        result = train_auto(TrainContext(train_data, threads=threads, seed=42, budget_s=budget, protocol=validation, identity=identity))
         model = result.model
         extra = {"choice": result.choice, "candidate_scores": result.scores, "candidate_seconds": result.seconds,
                  "skipped": result.skipped, "auto_validation": validation}
@@ -202,12 +203,13 @@ def run_one(name: str, threads: int, budget: float, validation: str) -> dict[str
         best: tuple[float, Any] | None = None
         tried = []
         features: dict[Any, Any] = {}
+        extras = validation_extras(data, train)
         for index, params in enumerate(algorithm.candidates(train_data)):
             if index > 0 and time.monotonic() >= deadline:
                 break
             ctx = FitContext(threads=threads, seed=42, deadline=deadline, features=features, identity_features=identity,
-                             evaluate=lambda m: ndcg_at_k(m, data, early))
-            candidate = algorithm.fit(data, train, params, ctx)
+                             evaluate=lambda part: ndcg_at_k(assemble(data, name, part, extras), data, early))
+            candidate = assemble(data, name, algorithm.fit(data, train, params, ctx), extras)
             score = evaluate_scores(model_scorer(candidate), valid_history, valid_truth)["ndcg@10"]
             tried.append({"params": dict(candidate.params) or dict(params), "valid_ndcg@10": round(score, 5)})
             if best is None or score > best[0]:

@@ -23,7 +23,8 @@ from lightfm.evaluation import auc_score
 
 from ml_service.data.features import build_features
 from ml_service.data.tenant import TenantData
-from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.base import FitContext, TrainedModel, assemble
+from ml_service.models.extras import validation_extras
 from ml_service.models.lightfm_modes import LightFMAlgorithm
 
 EPOCH_RANGE = (1, 20)
@@ -96,8 +97,8 @@ def train_reference(data: TenantData, mode: str, *, threads: int, seed: int = 0)
         "learning_schedule": "adadelta", "item_alpha": alpha, "user_alpha": alpha,
     }
     ctx = FitContext(threads=threads, seed=seed, features={(mode, False): features})
-    model = LightFMAlgorithm(mode).fit(data, inter, {**final_params, "cold_projection": False}, ctx)
+    part = LightFMAlgorithm(mode).fit(data, inter, {**final_params, "cold_projection": False}, ctx)
+    model = assemble(data, f"reference-{mode}", part, validation_extras(data, inter, part))
     search.fits += 1
     search.seconds = time.monotonic() - started
-    model.algorithm = f"reference-{mode}"
     return model, search

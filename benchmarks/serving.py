@@ -60,8 +60,11 @@ end
 def build_model(n_users: int, n_items: int, k: int, seed: int = 1):  # type: ignore[no-untyped-def]
     """A FACTORS model of realistic shape with random values; ids are course ids 1..n (all container_course
     except a share of each type so per-type filtering does real work)."""
-    from ml_service.models.base import FACTORS, TrainedModel
+    import ml_service.models.base as base
 
+    # model_from_arrays since the typed model parts; trees from before them (ranking_refactor.py --old-src) take
+    # the arrays as TrainedModel fields
+    make = getattr(base, "model_from_arrays", base.TrainedModel)
     rng = np.random.default_rng(seed)
     types = rng.integers(0, 5, n_items).astype(np.int8)
     type_names = ("container_course", "container_workspace", "engage_article", "engage_microlearning", "totara_playlist")
@@ -73,7 +76,7 @@ def build_model(n_users: int, n_items: int, k: int, seed: int = 1):  # type: ign
     positives.data[:] = 1
     item_factors = rng.normal(size=(n_items, k)).astype(np.float32)
     sim = item_factors / np.linalg.norm(item_factors, axis=1, keepdims=True)
-    return TrainedModel(
+    return make(
         algorithm="random-factors", user_ids=[str(u + 1) for u in range(n_users)], item_ids=item_ids, item_types=types,
         user_factors=rng.normal(size=(n_users, k)).astype(np.float32), item_factors=item_factors,
         user_biases=rng.normal(size=n_users).astype(np.float32), item_biases=rng.normal(size=n_items).astype(np.float32),

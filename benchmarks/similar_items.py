@@ -20,6 +20,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,7 @@ def run(dataset_name: str, threads: int) -> list[dict]:
     from ml_service.data.tenant import TYPE_FAMILY
     from ml_service.models import registry
     from ml_service.source.folder import FolderSource
+    from ml_service.training.context import TrainContext
     from ml_service.training.split import holdout_split
     from ml_service.training.tune import fit_final, tune
 
@@ -107,21 +109,22 @@ def run(dataset_name: str, threads: int) -> list[dict]:
 
     content = item_content_vectors(data)
     fam = {f: items for f, items in family_items.items()}
-    base = fit_final(registry.get("popular"), train, {}, threads, 42)  # array carrier for rank_similar
+    base = fit_final(registry.get("popular"), {}, TrainContext(train, threads=threads, seed=42))  # array carrier
     variants = {
         "content": (content, np.zeros(data.n_items, bool)),
         "cooccurrence-cosine": similar_item_vectors(data, split.train, seed=42, exponent=0.0),
         f"served (co-occurrence x popularity^{POPULARITY_EXPONENT})": similar_item_vectors(data, split.train, seed=42),
     }
     for name, (vectors, warm) in variants.items():
-        model = dataclasses.replace(base, similarity_vectors=vectors, item_warm=warm, content_vectors=content)
+        extras = dataclasses.replace(base.extras, similarity_vectors=vectors, item_warm=warm, content_vectors=content)
+        model = dataclasses.replace(base, extras=extras)
         rows.append({"dataset": dataset_name, "method": name, **_measure(data, split, model, fam, families)})
     for name in MODELS:
         started = time.monotonic()
         algorithm = registry.get(name)
-        tuned = tune(algorithm, train, threads=threads, seed=42, protocol="latest")
-        model = fit_final(algorithm, train, tuned.params, threads, 42, features=tuned.features)
-        model.content_vectors = content
+        tuned = tune(algorithm, TrainContext(train, threads=threads, seed=42, protocol="latest"))
+        model = fit_final(algorithm, tuned.params, TrainContext(train, threads=threads, seed=42, features=tuned.features))
+        model.extras = dataclasses.replace(model.extras, similarity_vectors=own_item_vectors(model), content_vectors=content)
         rows.append({"dataset": dataset_name, "method": f"{name} item vectors",
                      "train_seconds": round(time.monotonic() - started, 1), **_measure(data, split, model, fam, families)})
     for row in rows:
@@ -149,3 +152,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def own_item_vectors(model: Any) -> np.ndarray:
+    """The model's own item vectors, as algorithms served them before similar items came from co-occurrence:
+    normalised item factors, or the co-occurrence embedding of an item-item model's history."""
+    from ml_service.models.fields import cooccurrence_embedding, normalise_rows
+    from ml_service.models.parts import FactorModel
+
+    part = model.scoring
+    if isinstance(part, FactorModel):
+        factors = np.array(part.item_factors, dtype=np.float32)
+        factors[~np.asarray(model.extras.item_warm)] = 0.0
+        return normalise_rows(factors)
+    return cooccurrence_embedding(part.history, np.asarray(model.extras.item_warm), 42)

@@ -99,3 +99,41 @@ def test_every_module_has_a_docstring_and_a_readable_size() -> None:
         if text.count("\n") > MAX_LINES and relative not in KNOWN_LONG:
             too_long.append(relative)
     assert undocumented == [] and too_long == []
+
+
+# training/ read top-down: each module imports only modules of its own layer or below (docs/architecture.md).
+TRAINING_LAYERS: tuple[set[str], ...] = (
+    {"pipeline"},  # per tenant: load → train → publish, and the run over all tenants
+    {"anytime"},  # the quick popular model for every tenant before the full search
+    {"auto"},  # the search over algorithms (and blends) within a budget
+    {"tune"},  # one algorithm's candidates on a validation split; the final refit
+    {"blend", "context", "logs", "metrics", "prepared", "progress", "result", "split"},  # what they all use
+)
+
+
+def _layer_violations(imports: dict[str, set[str]], layers: tuple[set[str], ...]) -> list[str]:
+    """'a imports b' for every import of a module from a layer above its own; unplaced modules are named too."""
+    rank = {name: depth for depth, layer in enumerate(layers) for name in layer}
+    problems = [f"{name} is in no layer" for name in sorted(imports) if name not in rank]
+    for name, deps in sorted(imports.items()):
+        problems += [f"{name} imports {dep}" for dep in sorted(deps) if dep in rank and name in rank and rank[dep] < rank[name]]
+    return problems
+
+
+def test_training_modules_never_import_one_above_them() -> None:
+    modules = _modules()
+    prefix = "ml_service.training."
+    imports = {
+        name.removeprefix(prefix): {dep.removeprefix(prefix) for dep in _imports(path, modules) if dep.startswith(prefix)}
+        for name, path in modules.items() if name.startswith(prefix)
+    }
+    assert _layer_violations(imports, TRAINING_LAYERS) == []
+    below = [name for name, path in modules.items() if name.startswith(("ml_service.models", "ml_service.ranking"))
+             and any(dep.startswith("ml_service.training") for dep in _imports(path, modules))]
+    assert below == []  # models/ and ranking/ sit below training/
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    layers = ({"top"}, {"middle"}, {"bottom"})
+    assert _layer_violations({"top": {"bottom"}, "middle": {"top"}, "bottom": set(), "stray": set()}, layers) == [
+        "stray is in no layer", "middle imports top"]

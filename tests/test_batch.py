@@ -12,6 +12,8 @@ import pytest
 import scipy.sparse as sp
 
 import ml_service
+from ml_service.models.base import with_arrays
+from ml_service.models.base import model_from_arrays
 from ml_service.batch import (
     I2I_HEADER,
     I2U_HEADER,
@@ -38,7 +40,7 @@ def model_with_every_type(seed: int = 0, n_users: int = 30, n_items: int = 40) -
     positives = sp.csr_matrix((rng.random((n_users, n_items)) < 0.25).astype(np.float32))
     item_warm = np.ones(n_items, bool)
     item_warm[::7] = False  # cold items: similar items come from content vectors
-    return TrainedModel(
+    return model_from_arrays(
         algorithm="als",
         user_ids=[str(2 + u) for u in range(n_users)],
         item_ids=[f"{ITEM_TYPES[t]}{100 + i}" for i, t in enumerate(types)],
@@ -171,9 +173,9 @@ def test_i2i_is_rank_similar_same_family_never_the_target(tmp_path: Path) -> Non
 
 def test_ties_go_to_the_lower_index_and_cold_users_get_popularity(tmp_path: Path) -> None:
     model = model_with_every_type()
-    model.popularity = np.zeros(model.n_items, np.float32)  # every item equally popular
-    model.user_cold = np.ones(model.n_users, bool)
-    model.positives = sp.csr_matrix((model.n_users, model.n_items), dtype=np.float32)
+    model = with_arrays(model, popularity=np.zeros(model.n_items, np.float32))  # every item equally popular
+    model = with_arrays(model, user_cold=np.ones(model.n_users, bool))
+    model = with_arrays(model, positives=sp.csr_matrix((model.n_users, model.n_items), dtype=np.float32))
     lines = "".join(i2u_lines(model, 2)).splitlines()[1:]
     first_user = [line.split(",")[1] for line in lines if line.startswith(model.user_ids[0] + ",")]
     lowest_two_per_type = [model.item_ids[i] for t in range(5) for i in np.flatnonzero(model.item_types == t)[:2]]

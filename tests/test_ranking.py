@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ml_service.models.base import model_from_arrays, with_arrays
 from ml_service.data.tenant import TYPE_FAMILY
 from ml_service.ranking import rank_similar, rank_user
 from tests.api.support import make_model
@@ -29,12 +30,12 @@ def test_positives_with_explicit_zeros_and_dense_rows() -> None:
     user = 0  # positives: course index 0 and article index 5
     csr = model.positives
     with_zero = sp.csr_matrix((np.array([1.0, 0.0], np.float32), np.array([0, 1]), np.array([0, 2, 2, 2, 2, 2])), shape=csr.shape)
-    model.positives = with_zero  # an explicit 0 is not a positive: course index 1 stays recommendable
+    model = with_arrays(model, positives=with_zero)  # an explicit 0 is not a positive: course index 1 stays recommendable
     ranked = [i for i, _ in rank_user(model, user, 0, 10)]
     assert 0 not in ranked and 1 in ranked
-    model.positives = np.asarray(with_zero.todense())  # a dense matrix behaves the same
+    model = with_arrays(model, positives=np.asarray(with_zero.todense()))  # a dense matrix behaves the same
     assert [i for i, _ in rank_user(model, user, 0, 10)] == ranked
-    model.positives = csr
+    model = with_arrays(model, positives=csr)
 
 
 def test_top_k_breaks_ties_at_the_cut_off_by_lowest_index() -> None:
@@ -51,32 +52,34 @@ def test_top_k_breaks_ties_at_the_cut_off_by_lowest_index() -> None:
 
 def _random_model(seed: int, n_users: int = 40, n_items: int = 300, ties: bool = False):  # type: ignore[no-untyped-def]
     """A factors model with every optional part; `ties` rounds scores and vectors so many tie at the cut-off."""
-    model = make_model(seed=seed)
+    base = make_model(seed=seed)
     rng = np.random.default_rng(seed)
     k = 4
-    model.user_ids = [str(u + 1) for u in range(n_users)]
-    model.item_ids = [f"container_course{i}" for i in range(n_items)]
-    model.item_types = rng.integers(0, 5, n_items).astype(np.int8)
-    model.user_factors = rng.standard_normal((n_users, k)).astype(np.float32)
-    model.item_factors = rng.standard_normal((n_items, k)).astype(np.float32)
-    model.user_biases = rng.standard_normal(n_users).astype(np.float32)
-    model.item_biases = rng.standard_normal(n_items).astype(np.float32)
+    item_types = rng.integers(0, 5, n_items).astype(np.int8)
+    user_factors = rng.standard_normal((n_users, k)).astype(np.float32)
+    item_factors = rng.standard_normal((n_items, k)).astype(np.float32)
+    user_biases = rng.standard_normal(n_users).astype(np.float32)
+    item_biases = rng.standard_normal(n_items).astype(np.float32)
     if ties:
-        model.user_factors[:] = np.round(model.user_factors)
-        model.item_factors[:] = np.round(model.item_factors)
-        model.user_biases[:] = 0
-        model.item_biases[:] = np.round(model.item_biases)
-    model.positives = sp.random(n_users, n_items, density=0.05, format="csr", random_state=seed, dtype=np.float32)
-    model.user_cold = rng.random(n_users) < 0.2
-    model.popularity = (np.round(rng.random(n_items) * 5) if ties else rng.random(n_items)).astype(np.float32)
+        user_factors[:] = np.round(user_factors)
+        item_factors[:] = np.round(item_factors)
+        user_biases[:] = 0
+        item_biases[:] = np.round(item_biases)
+    positives = sp.random(n_users, n_items, density=0.05, format="csr", random_state=seed, dtype=np.float32)
+    user_cold = rng.random(n_users) < 0.2
+    popularity = (np.round(rng.random(n_items) * 5) if ties else rng.random(n_items)).astype(np.float32)
     sim = rng.standard_normal((n_items, 3))
     content = rng.standard_normal((n_items, 5))
     if ties:
         sim, content = np.round(sim) + 0.5, np.round(content) + 0.5  # never a zero row
-    model.similarity_vectors = (sim / np.linalg.norm(sim, axis=1, keepdims=True)).astype(np.float32)
-    model.content_vectors = (content / np.linalg.norm(content, axis=1, keepdims=True)).astype(np.float32)
-    model.item_warm = rng.random(n_items) < 0.8
-    return model
+    return model_from_arrays(
+        base.algorithm, [str(u + 1) for u in range(n_users)], [f"container_course{i}" for i in range(n_items)], item_types,
+        user_factors=user_factors, item_factors=item_factors, user_biases=user_biases, item_biases=item_biases,
+        positives=positives, user_cold=user_cold, popularity=popularity,
+        similarity_vectors=(sim / np.linalg.norm(sim, axis=1, keepdims=True)).astype(np.float32),
+        content_vectors=(content / np.linalg.norm(content, axis=1, keepdims=True)).astype(np.float32),
+        item_warm=rng.random(n_items) < 0.8, metrics=base.metrics,
+    )
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -126,8 +129,8 @@ def test_family_blocks_give_the_same_similar_lists(ties: bool) -> None:
 def test_similar_without_vectors_or_with_nothing_to_rank() -> None:
     model = _random_model(seed=13)
     assert rank_similar(model, 0, 0) == []
-    model.similarity_vectors = None
-    model.content_vectors = None
+    model = with_arrays(model, similarity_vectors=None)
+    model = with_arrays(model, content_vectors=None)
     assert rank_similar(model, 0, 5) == []
 
 
@@ -213,8 +216,8 @@ def test_many_targets_at_once_equal_one_by_one(ties: bool) -> None:
     model = _random_model(seed=23, ties=ties)
     rng = np.random.default_rng(1)
     if ties:  # small integers: every dot product exact in float32, whichever product computes it, so ties are real
-        model.similarity_vectors = rng.integers(-2, 3, model.similarity_vectors.shape).astype(np.float32)
-        model.content_vectors = rng.integers(-2, 3, model.content_vectors.shape).astype(np.float32)
+        model = with_arrays(model, similarity_vectors=rng.integers(-2, 3, model.similarity_vectors.shape).astype(np.float32))
+        model = with_arrays(model, content_vectors=rng.integers(-2, 3, model.content_vectors.shape).astype(np.float32))
     exclude = rng.random(model.n_items) < 0.1
     for skip in (None, exclude):
         targets = np.arange(model.n_items)
@@ -243,8 +246,8 @@ def test_a_filter_in_listable_reaches_serving_evaluation_and_batch(monkeypatch: 
     monkeypatch.setattr(select, "listable", lambda m, exclude=None: (~hidden) & (True if (o := original(m, exclude)) is None else o))
     model.item_ids = [f"container_course{i}" for i in range(model.n_items)]
     model.user_ids = [str(u + 1) for u in range(model.n_users)]
-    model.similarity_vectors = np.eye(model.n_items, 3, dtype=np.float32) + 0.1
-    model.similarity_vectors /= np.linalg.norm(model.similarity_vectors, axis=1, keepdims=True)
+    vectors = np.eye(model.n_items, 3, dtype=np.float32) + 0.1
+    model = with_arrays(model, similarity_vectors=vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     index = TenantIndex("0", "v", model)
     listed: set[int] = set()
     for user in model.user_ids:

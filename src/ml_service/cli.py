@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from ml_service.config import ALGORITHMS, ConfigError, Settings
+from ml_service.config import ALGORITHMS, ConfigError, Settings, algorithm_name
 from ml_service.run_summary import format_summary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fetch the export and train every tenant once")
     p.add_argument("--source", help="Totara URL (http/https) or an export folder; default ML_TOTARA_URL")
     p.add_argument("--tenant", action="append", help="train only this tenant (repeatable)")
-    p.add_argument("--algorithm", choices=ALGORITHMS, help="override ML_RECOMMENDATION_ALGORITHM")
+    p.add_argument("--algorithm", type=algorithm_name, metavar="{" + ",".join(ALGORITHMS) + ",...}",
+                   help="override ML_RECOMMENDATION_ALGORITHM (any algorithm in models/registry.py)")
     p.add_argument("--force", action="store_true", help="use a folder even without its export_completed flag")
     p.add_argument("--wait", action="store_true", help="when another run holds the run lock, wait for it instead of exiting")
     p.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)

@@ -14,6 +14,21 @@ from ml_service.data.limits import MB, InputLimits
 REFERENCE_ALGORITHMS = ("hybrid", "partial", "mf")
 PROJECT_ALGORITHMS = ("als", "ease", "edlae", "knn", "lda", "popular")
 ALGORITHMS = ("auto",) + REFERENCE_ALGORITHMS + PROJECT_ALGORITHMS
+
+
+def algorithm_names() -> tuple[str, ...]:
+    """ALGORITHMS and every other algorithm registered in models/registry.py (imports the algorithm modules)."""
+    from ml_service.models import registry
+
+    return ALGORITHMS + tuple(name for name in registry.names() if name not in ALGORITHMS)
+
+
+def algorithm_name(value: str) -> str:
+    """`value` lower-cased when it names an algorithm (for --algorithm); ValueError listing the names otherwise."""
+    name = value.lower()
+    if name not in ALGORITHMS and name not in algorithm_names():
+        raise ValueError(f"{value!r} is not an algorithm; choose from {', '.join(algorithm_names())}")
+    return name
 APP_MODES = {"production": "Production", "development": "Development", "testing": "Testing"}
 SEEN_POLICIES = ("exclude", "demote")
 
@@ -117,9 +132,9 @@ class Settings:
         if models_dir.resolve() == logs_dir.resolve():
             raise ConfigError(f"ML_MODELS_DIR and ML_LOGS_DIR are both {str(models_dir)!r}: they must be different folders")
         algorithm = (get("ML_RECOMMENDATION_ALGORITHM") or "auto").lower()
-        if algorithm not in ALGORITHMS:
+        if algorithm not in ALGORITHMS and algorithm not in algorithm_names():
             raise ConfigError(
-                f"ML_RECOMMENDATION_ALGORITHM={algorithm!r} is invalid: allowed values are {', '.join(ALGORITHMS)}"
+                f"ML_RECOMMENDATION_ALGORITHM={algorithm!r} is invalid: allowed values are {', '.join(algorithm_names())}"
             )
         flask_env = (get("FLASK_ENV") or "production").lower()
         if flask_env not in APP_MODES:

@@ -15,7 +15,8 @@ import scipy.sparse as sp
 
 from ml_service.data.tenant import ITEM_TYPES, type_families, type_index_of
 from ml_service.load_failures import LoadFailures, short, transient_cause
-from ml_service.models.base import FACTORS, TrainedModel
+from ml_service.models.base import TrainedModel
+from ml_service.models.parts import FactorModel, replace_arrays
 from ml_service.ranking import EXCLUDE, family_candidates, rank, similar, type_candidates
 from ml_service.store import ModelStore, StoreError
 
@@ -48,15 +49,19 @@ def plain_arrays(model: TrainedModel) -> TrainedModel:
     Indexing a np.memmap goes through a Python-level __getitem__; a plain view of the same pages does not,
     which matters at thousands of requests per second.
     """
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(model):
-        value = getattr(model, f.name)
-        if isinstance(value, np.memmap):
-            changes[f.name] = value.view(np.ndarray)
-        elif sp.isspmatrix_csr(value) and any(isinstance(part, np.memmap) for part in (value.data, value.indices, value.indptr)):
-            parts = (value.data.view(np.ndarray), value.indices.view(np.ndarray), value.indptr.view(np.ndarray))
-            changes[f.name] = sp.csr_matrix(parts, shape=value.shape, copy=False)
-    return dataclasses.replace(model, **changes) if changes else model
+    parts = {"scoring": model.scoring, "extras": model.extras}
+    for key, part in parts.items():
+        changes: dict[str, Any] = {}
+        for name, value in part.arrays().items():
+            if isinstance(value, np.memmap):
+                changes[name] = value.view(np.ndarray)
+            elif sp.isspmatrix_csr(value) and any(isinstance(a, np.memmap) for a in (value.data, value.indices, value.indptr)):
+                arrays = (value.data.view(np.ndarray), value.indices.view(np.ndarray), value.indptr.view(np.ndarray))
+                changes[name] = sp.csr_matrix(arrays, shape=value.shape, copy=False)
+        if changes:  # the same memory as the validated part: no second validation
+            parts[key] = replace_arrays(part, **changes)
+    changed = any(parts[key] is not getattr(model, key) for key in parts)
+    return dataclasses.replace(model, **parts) if changed else model
 
 
 def _rows(array: Any, rows: np.ndarray) -> np.ndarray | None:
@@ -74,7 +79,6 @@ class TenantIndex:
         self.meta: dict[str, Any] = dict(meta or {})
         self.user_index: dict[str, int] = {uid: i for i, uid in enumerate(model.user_ids)}
         self.item_index: dict[str, int] = {iid: i for i, iid in enumerate(model.item_ids)}
-        item_types = np.asarray(model.item_types)
         # The model's own item types: the five known ones, then the tenant's newer ones (spec §11 item 16).
         self.type_index: dict[str, int] = type_index_of(model.type_names)
         self.type_family: tuple[int, ...] = type_families(model.type_names)
@@ -85,21 +89,21 @@ class TenantIndex:
         # The same ids as JSON strings (quotes, escapes), so a response body is joined rather than encoded.
         self.json_wire_ids: list[str] = [json.dumps(wid, ensure_ascii=True) for wid in self.wire_ids]
         # Contiguous item-factor rows per type: /user-items then scores only the requested type's items.
-        factors = model.kind == FACTORS and model.item_factors is not None
+        part, extras = model.scoring, model.extras
+        factors = isinstance(part, FactorModel)
         self.type_factors: tuple[np.ndarray | None, ...] = tuple(
-            _rows(model.item_factors, rows) if factors else None for rows in self.type_items
+            _rows(part.item_factors, rows) if factors else None for rows in self.type_items
         )
         self.type_biases: tuple[np.ndarray | None, ...] = tuple(
-            _rows(model.item_biases, rows) if factors else None for rows in self.type_items
+            _rows(part.item_biases, rows) if factors else None for rows in self.type_items
         )
-        popularity = np.asarray(model.popularity if model.popularity is not None else np.zeros(len(item_types)), np.float32)
-        self.type_popularity: tuple[np.ndarray, ...] = tuple(_rows(popularity, rows) for rows in self.type_items)
+        self.type_popularity: tuple[np.ndarray, ...] = tuple(_rows(extras.popularity, rows) for rows in self.type_items)
         # Contiguous similarity / content vectors per family: /similar-items is one product on one block.
         self.family_vectors: dict[int, np.ndarray | None] = {
-            f: _rows(model.similarity_vectors, rows) for f, rows in self.family_items.items()
+            f: _rows(extras.similarity_vectors, rows) for f, rows in self.family_items.items()
         }
         self.family_content: dict[int, np.ndarray | None] = {
-            f: _rows(model.content_vectors, rows) for f, rows in self.family_items.items()
+            f: _rows(extras.content_vectors, rows) for f, rows in self.family_items.items()
         }
 
     @property

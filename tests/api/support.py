@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import uvicorn
 
+from ml_service.models.base import model_from_arrays
 from ml_service.auth import signed_headers
 from ml_service.http_protocol import CoalescingHttpToolsProtocol
 from ml_service.models.base import TrainedModel
@@ -49,7 +50,7 @@ def make_model(seed: int = 0, algorithm: str = "handmade") -> TrainedModel:
     user_cold[COLD_USER] = True
     item_warm = np.ones(n_items, dtype=bool)
     item_warm[COLD_ITEM] = False
-    return TrainedModel(
+    return model_from_arrays(
         algorithm=algorithm,
         user_ids=list(USERS),
         item_ids=list(ITEMS),

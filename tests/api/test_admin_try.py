@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.config import Settings
+from ml_service.models.base import with_arrays
 from ml_service.store import ModelStore
 from tests.api.support import ITEMS, make_model
 from tests.api.test_admin import PASSWORD, login
@@ -17,7 +18,7 @@ from tests.api.test_admin import PASSWORD, login
 def test_try_it_lists_recent_interactions_with_dates(serve: Callable[..., str], settings: Settings, store: ModelStore) -> None:
     model = make_model(seed=3)
     times = np.array([1_700_000_000.0, 1_800_000_000.0])  # learner "1" (row 0): items 0 then 5, 2023 and 2027
-    model.recent = sp.csr_matrix((times, ([0, 0], [0, 5])), shape=(model.n_users, model.n_items))
+    model = with_arrays(model, recent=sp.csr_matrix((times, ([0, 0], [0, 5])), shape=(model.n_users, model.n_items)))
     store.publish("0", model)
     base = serve(settings.with_(admin_password=PASSWORD), store)
     client, _ = login(base, "admin")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable
 
 import httpx
 import numpy as np
 
+from ml_service.models.parts import replace_arrays
 from ml_service.api.errors import INTERNAL_ERROR, METHOD_NOT_ALLOWED, NOT_FOUND
 from ml_service.config import Settings
 from ml_service.serving import Recommender, ServingState, TenantIndex
@@ -40,7 +43,8 @@ def test_405_shape_has_no_allow_header(client: httpx.Client, base_url: str) -> N
 
 def test_500_shape(client: httpx.Client, serve: Callable[..., str], settings: Settings, store: ModelStore) -> None:
     broken = make_model()
-    broken.item_factors = None  # a model the store would refuse: ranking fails inside the request
+    # a model the store would refuse (no item factors): ranking fails inside the request
+    broken = dataclasses.replace(broken, scoring=replace_arrays(broken.scoring, item_factors=None))
     recommender = Recommender(store)
     recommender.refresh()
     recommender.state = ServingState(

@@ -15,6 +15,7 @@ from ml_service.store import ModelStore
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import holdout_split
 from tests.synthetic import make_tenant
+from tests.models.support import fitted
 
 
 def test_without_dropout_and_discount_it_is_ease() -> None:
@@ -39,10 +40,10 @@ def test_beats_popular_and_round_trips_through_the_store(tmp_path: Path) -> None
     split = holdout_split(data, 0.2, seed=1)
     ctx = FitContext(threads=1, seed=1)
     edlae = EDLAEAlgorithm()
-    model = edlae.fit(data, split.train, edlae.candidates(data)[0], ctx)
+    model = fitted(edlae, data, split.train, edlae.candidates(data)[0], ctx)
     model.validate()
     assert model.kind == ITEM_ITEM
-    popular = PopularAlgorithm().fit(data, split.train, {}, ctx)
+    popular = fitted(PopularAlgorithm(), data, split.train, {}, ctx)
     assert ndcg_at_k(model, data, split) > ndcg_at_k(popular, data, split) + 0.1
     store = ModelStore(tmp_path)
     store.publish(data.tenant, model)

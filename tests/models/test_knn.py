@@ -14,6 +14,7 @@ from ml_service.ranking import rank_similar
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import holdout_split
 from tests.synthetic import make_tenant
+from tests.models.support import fitted
 
 N_GROUPS = 4  # make_tenant: item j has topic j % 4, user u group u % 4
 
@@ -23,9 +24,9 @@ def test_beats_popular_with_valid_shapes() -> None:
     split = holdout_split(data, 0.2, seed=1)
     ctx = FitContext(threads=1, seed=1)
     knn = ItemKNNAlgorithm()
-    model = knn.fit(data, split.train, knn.candidates(data)[0], ctx)
+    model = fitted(knn, data, split.train, knn.candidates(data)[0], ctx)
     model.validate()
-    popular = PopularAlgorithm().fit(data, split.train, {}, ctx)
+    popular = fitted(PopularAlgorithm(), data, split.train, {}, ctx)
     assert ndcg_at_k(model, data, split) > ndcg_at_k(popular, data, split) + 0.1
 
 
@@ -43,7 +44,7 @@ def _without_item(data, item: int):  # type: ignore[no-untyped-def]
 def test_similar_items_of_new_content_come_from_its_content() -> None:
     data = make_tenant(seed=4)
     new_item = 9  # topic 9 % 4 = 1
-    model = ItemKNNAlgorithm().fit(data, _without_item(data, new_item), {}, FitContext(seed=4))
+    model = fitted(ItemKNNAlgorithm(), data, _without_item(data, new_item), {}, FitContext(seed=4), serving=True)
     assert not model.item_warm[new_item] and not model.similarity_vectors[new_item].any()
     similar = rank_similar(model, new_item, 5)
     assert len(similar) == 5 and all(score > 0 for _, score in similar)
@@ -57,8 +58,8 @@ def test_new_content_is_recommended_to_users_of_its_topic() -> None:
     data = make_tenant(seed=5)
     new_item = 10  # topic 2
     train = _without_item(data, new_item)
-    with_content = ItemKNNAlgorithm().fit(data, train, {"content_weight": 0.3}, FitContext(seed=5))
-    without = ItemKNNAlgorithm().fit(data, train, {"content_weight": 0.0}, FitContext(seed=5))
+    with_content = fitted(ItemKNNAlgorithm(), data, train, {"content_weight": 0.3}, FitContext(seed=5))
+    without = fitted(ItemKNNAlgorithm(), data, train, {"content_weight": 0.0}, FitContext(seed=5))
     users = np.arange(data.n_users - data.n_users % N_GROUPS)
     scores = score_users(with_content, users)[:, new_item]
     same_topic = users % N_GROUPS == new_item % N_GROUPS
@@ -71,4 +72,4 @@ def test_refuses_a_catalogue_above_its_limit() -> None:
     knn = ItemKNNAlgorithm(max_items=24)
     assert not knn.supports(data)[0]
     with pytest.raises(CatalogueTooLarge, match="25 items: its limit is 24"):
-        knn.fit(data, data.interactions, {}, FitContext())
+        fitted(knn, data, data.interactions, {}, FitContext())

@@ -15,6 +15,9 @@ from ml_service.models.popular import PopularAlgorithm
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import holdout_split
 from tests.synthetic import make_tenant
+from ml_service.models.base import assemble
+from ml_service.models.extras import validation_extras
+from tests.models.support import fitted
 
 ARRAYS = ("user_factors", "item_factors", "user_biases", "item_biases")
 
@@ -28,9 +31,9 @@ def tenant():
 @pytest.mark.parametrize("mode", ["hybrid", "partial", "mf"])
 def test_each_mode_beats_popularity(tenant, mode: str) -> None:
     data, split = tenant
-    popular = ndcg_at_k(PopularAlgorithm().fit(data, split.train, {}, FitContext()), data, split)
+    popular = ndcg_at_k(fitted(PopularAlgorithm(), data, split.train, {}, FitContext()), data, split)
     algorithm = registry.get(mode)
-    model = algorithm.fit(data, split.train, algorithm.candidates(data)[0] | {"epochs": 5}, FitContext(seed=1))
+    model = fitted(algorithm, data, split.train, algorithm.candidates(data)[0] | {"epochs": 5}, FitContext(seed=1))
     model.validate()
     assert ndcg_at_k(model, data, split) > popular + 0.1
 
@@ -38,7 +41,7 @@ def test_each_mode_beats_popularity(tenant, mode: str) -> None:
 @pytest.mark.parametrize("mode", ["hybrid", "mf"])
 def test_same_seed_same_model(tenant, mode: str) -> None:
     data, split = tenant
-    fit = lambda seed: LightFMAlgorithm(mode).fit(data, split.train, {"epochs": 3}, FitContext(seed=seed, threads=1))
+    fit = lambda seed: fitted(LightFMAlgorithm(mode), data, split.train, {"epochs": 3}, FitContext(seed=seed, threads=1))
     first, again, other = fit(3), fit(3), fit(4)
     for name in ARRAYS:
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
@@ -55,12 +58,12 @@ def test_early_stopping_keeps_the_best_epoch(tenant) -> None:
         return next(scripted)
 
     params = {"epochs": 99, "patience": 3}
-    best = LightFMAlgorithm("mf").fit(data, split.train, params, FitContext(seed=2, evaluate=evaluate))
+    best = fitted(LightFMAlgorithm("mf"), data, split.train, params, FitContext(seed=2, evaluate=evaluate))
     assert len(calls) == 5  # epochs 3, 4, 5 did not beat epoch 2
     assert best.params["epochs"] == 2 and best.info["epoch_scores"] == [0.1, 0.3, 0.2, 0.25, 0.29]
-    assert best is calls[1]
+    assert best.scoring is calls[1]
     # The kept arrays are epoch 2's, not overwritten by later epochs: a fresh 2-epoch fit reproduces them.
-    direct = LightFMAlgorithm("mf").fit(data, split.train, best.params, FitContext(seed=2))
+    direct = fitted(LightFMAlgorithm("mf"), data, split.train, best.params, FitContext(seed=2))
     for name in ARRAYS:
         assert np.array_equal(getattr(best, name), getattr(direct, name)), name
 
@@ -68,8 +71,10 @@ def test_early_stopping_keeps_the_best_epoch(tenant) -> None:
 def test_early_stopping_on_validation_ndcg_records_epochs(tenant) -> None:
     data, split = tenant
     params = {"max_epochs": 30, "patience": 2}
-    model = LightFMAlgorithm("mf").fit(
-        data, split.train, params, FitContext(seed=1, evaluate=lambda m: ndcg_at_k(m, data, split))
+    extras = validation_extras(data, split.train)
+    model = fitted(
+        LightFMAlgorithm("mf"), data, split.train, params,
+        FitContext(seed=1, evaluate=lambda part: ndcg_at_k(assemble(data, "mf", part, extras), data, split)),
     )
     scores = model.info["epoch_scores"]
     assert 1 <= model.params["epochs"] < len(scores) <= 30
@@ -81,18 +86,18 @@ def test_partial_mode_with_competencies() -> None:
     data = make_tenant(n_users=80, n_items=40, seed=3, competencies=True)
     features = build_features(data, "partial")
     assert any(name.startswith("competencies_scale_") for name in features.user_names)
-    model = LightFMAlgorithm("partial").fit(data, data.interactions, {"epochs": 2}, FitContext())
+    model = fitted(LightFMAlgorithm("partial"), data, data.interactions, {"epochs": 2}, FitContext())
     model.validate()
     assert np.isfinite(score_users(model, np.arange(data.n_users))).all()
 
 
 def test_exported_arrays(tenant) -> None:
     data, split = tenant
-    model = LightFMAlgorithm("hybrid").fit(data, split.train, {"epochs": 2, "no_components": 16}, FitContext())
+    model = fitted(LightFMAlgorithm("hybrid"), data, split.train, {"epochs": 2, "no_components": 16}, FitContext())
     model.validate()
     assert model.user_factors is not None and model.user_factors.shape == (data.n_users, 16)
-    assert model.similarity_vectors is not None
-    assert np.linalg.norm(model.similarity_vectors, axis=1) == pytest.approx(1.0, abs=1e-5)
+    # The algorithm returns its scoring part only: similar-item vectors are the pipeline's (models/extras.py).
+    assert "similarity_vectors" not in model.scoring.arrays()
     assert (model.positives != data.positive_matrix(split.train)).nnz == 0
     assert model.item_warm is not None and model.item_warm.sum() == np.unique(split.train.item).size
     assert model.user_cold is not None and not model.user_cold.any()  # features give every user a vector
@@ -101,9 +106,9 @@ def test_exported_arrays(tenant) -> None:
 
 def test_mf_cold_users_are_cold_or_projected() -> None:
     data = make_tenant(n_users=80, n_items=40, seed=4, cold_users=5)
-    plain = LightFMAlgorithm("mf").fit(data, data.interactions, {"epochs": 2, "cold_projection": False}, FitContext())
+    plain = fitted(LightFMAlgorithm("mf"), data, data.interactions, {"epochs": 2, "cold_projection": False}, FitContext())
     assert plain.user_cold is not None and np.flatnonzero(plain.user_cold).tolist() == list(range(75, 80))
-    projected = LightFMAlgorithm("mf").fit(data, data.interactions, {"epochs": 2}, FitContext())
+    projected = fitted(LightFMAlgorithm("mf"), data, data.interactions, {"epochs": 2}, FitContext())
     assert projected.user_cold is not None and not projected.user_cold.any()
     assert projected.info["projected_users"] == 5
     assert projected.user_factors is not None and plain.user_factors is not None
@@ -115,7 +120,7 @@ def test_features_are_built_once_per_mode_and_identity(tenant) -> None:
     data, split = tenant
     cache: dict = {}
     ctx = FitContext(features=cache, identity_features=True)
-    LightFMAlgorithm("partial").fit(data, split.train, {"epochs": 1}, ctx)
+    fitted(LightFMAlgorithm("partial"), data, split.train, {"epochs": 1}, ctx)
     first = cache[("partial", True)]
     assert cached_features(data, "partial", ctx) is first
     assert first.user is not None and first.user.shape[1] > data.n_users  # identity columns appended
@@ -129,4 +134,4 @@ def test_candidates_and_registry(tenant) -> None:
         assert 2 <= len(algorithm.candidates(data)) <= 4
     with pytest.raises(ValueError, match="at least one user"):
         empty = dataclasses.replace(data, users=dataclasses.replace(data.users, ids=[]))
-        LightFMAlgorithm("mf").fit(empty, data.interactions, {}, FitContext())
+        fitted(LightFMAlgorithm("mf"), empty, data.interactions, {}, FitContext())

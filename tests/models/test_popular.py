@@ -12,6 +12,7 @@ from ml_service.models.base import FitContext
 from ml_service.models.popular import PopularAlgorithm, popularity_scores
 from ml_service.ranking import rank_user
 from tests.synthetic import make_tenant
+from tests.models.support import fitted
 
 DAY = 86400
 
@@ -31,7 +32,7 @@ def test_scores_are_recency_weighted_sums() -> None:
 
 def test_ranks_most_popular_of_the_type_and_excludes_seen() -> None:
     data = make_tenant(seed=0)
-    model = PopularAlgorithm().fit(data, data.interactions, {}, FitContext())
+    model = fitted(PopularAlgorithm(), data, data.interactions, {}, FitContext())
     model.validate()
     popularity = popularity_scores(data.interactions, data.n_items)
     assert model.item_biases is not None and np.array_equal(model.item_biases, popularity)
@@ -51,7 +52,7 @@ def test_works_without_interactions_users_or_items(n_users: int, n_items: int) -
         sp.csr_matrix((n_items, 0), dtype=np.float32), [""] * n_items,
     )
     data = TenantData("t", users, items, Interactions.empty())
-    model = PopularAlgorithm().fit(data, data.interactions, {}, FitContext())
+    model = fitted(PopularAlgorithm(), data, data.interactions, {}, FitContext())
     model.validate()
     assert model.popularity is not None and model.popularity.shape == (n_items,)
     if n_users:

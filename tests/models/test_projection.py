@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.base import model_from_arrays
+from ml_service.models.base import FitContext
 from ml_service.models.lightfm_modes import LightFMAlgorithm
 from ml_service.models.popular import PopularAlgorithm
 from ml_service.models.projection import project_cold_users
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import cold_user_split
 from tests.synthetic import make_tenant
+from tests.models.support import fitted
 
 
 def test_recovers_a_linear_map_and_marks_users_warm() -> None:
@@ -22,13 +24,14 @@ def test_recovers_a_linear_map_and_marks_users_warm() -> None:
     side = sp.csr_matrix(dense)
     mapping = rng.normal(size=(5, 3)).astype(np.float32)
     truth = side @ mapping
-    model = TrainedModel(
+    model = model_from_arrays(
         algorithm="x", user_ids=[str(u) for u in range(40)], item_ids=[], item_types=np.zeros(0, np.int8),
         user_factors=np.where(np.arange(40)[:, None] < 30, truth, 0).astype(np.float32),
         item_factors=np.zeros((0, 3), np.float32), user_biases=np.zeros(40, np.float32),
         user_cold=np.arange(40) >= 30,
     )
-    assert project_cold_users(model, side, np.arange(40) < 30, alpha=1e-4) == 9
+    model, count = project_cold_users(model.scoring, side, np.arange(40) < 30, alpha=1e-4)
+    assert count == 9
     assert np.allclose(model.user_factors[30:39], truth[30:39], atol=0.05)
     assert model.user_cold is not None and model.user_cold.tolist() == [False] * 39 + [True]
 
@@ -36,8 +39,8 @@ def test_recovers_a_linear_map_and_marks_users_warm() -> None:
 def test_beats_popularity_for_new_users() -> None:
     data = make_tenant(seed=0)
     split = cold_user_split(data, 0.2, seed=0)
-    popular = ndcg_at_k(PopularAlgorithm().fit(data, split.train, {}, FitContext()), data, split)
-    model = LightFMAlgorithm("mf").fit(data, split.train, {"epochs": 5}, FitContext(seed=0))
+    popular = ndcg_at_k(fitted(PopularAlgorithm(), data, split.train, {}, FitContext()), data, split)
+    model = fitted(LightFMAlgorithm("mf"), data, split.train, {"epochs": 5}, FitContext(seed=0))
     assert model.info["projected_users"] == 40
     assert ndcg_at_k(model, data, split) > popular + 0.2
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from ml_service.models.base import model_from_arrays
 from ml_service.models.base import FACTORS, TrainedModel
 from ml_service.store import ModelStore
 
@@ -18,7 +19,7 @@ def big_model(seed: int) -> TrainedModel:
     n_users, n_items, k = 6000, 3000, 160
     rows, cols = rng.integers(0, n_users, 30_000), rng.integers(0, n_items, 30_000)
     positives = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items))
-    return TrainedModel(
+    return model_from_arrays(
         algorithm="als",
         user_ids=[str(i) for i in range(n_users)],
         item_ids=[f"engage_article{i}" for i in range(n_items)],

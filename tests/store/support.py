@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ml_service.models.base import model_from_arrays
 from ml_service.models.base import FACTORS, ITEM_ITEM, TrainedModel
 
 ODD_IDS = ["12", "a,b", 'say "hi"', "line\nbreak", " spaced ", "ünïcödé-日本", "", "back\\slash", "\udc80lone", "tab\there"]
@@ -15,7 +16,7 @@ def factors_model(seed: int = 0, n_users: int = 10, n_items: int = 7, algorithm:
     positives = sp.csr_matrix(
         (rng.random((n_users, n_items)) < 0.3).astype(np.float32)
     )
-    return TrainedModel(
+    return model_from_arrays(
         algorithm=algorithm,
         user_ids=ODD_IDS[:n_users] if n_users <= len(ODD_IDS) else [str(i) for i in range(n_users)],
         item_ids=[f"engage_article{i}" for i in range(n_items)],
@@ -39,7 +40,7 @@ def factors_model(seed: int = 0, n_users: int = 10, n_items: int = 7, algorithm:
 def item_item_model() -> TrainedModel:
     rng = np.random.default_rng(1)
     history = sp.random(5, 6, density=0.4, format="csr", dtype=np.float32, random_state=1)
-    return TrainedModel(
+    return model_from_arrays(
         algorithm="ease",
         user_ids=["1", "2", "3", "4", "5"],
         item_ids=["container_course1", "container_workspace2", "engage_article3", "engage_microlearning4", "totara_playlist5", "x,y\n"],

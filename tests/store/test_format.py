@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import os
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ml_service.models.parts import replace_arrays
 from ml_service.models.base import FACTORS
 from ml_service.store import CorruptVersionError, ModelStore, StoreError
 from tests.store.support import assert_same_model, factors_model, item_item_model
@@ -90,11 +93,11 @@ class _Evil:
 
 def test_publish_refuses_inconsistent_or_object_models(store: ModelStore) -> None:
     model = factors_model()
-    model.item_biases = np.zeros(3, np.float32)
+    model = dataclasses.replace(model, scoring=replace_arrays(model.scoring, item_biases=np.zeros(3, np.float32)))
     with pytest.raises(StoreError, match=r"item_biases has shape \(3,\), expected \(7,\)"):
         store.publish("0", model)
     model = factors_model()
-    model.popularity = np.array([object()] * 7, dtype=object)
+    model = dataclasses.replace(model, extras=replace_arrays(model.extras, popularity=np.array([object()] * 7, dtype=object)))
     with pytest.raises(StoreError, match="object arrays cannot be stored"):
         store.publish("0", model)
     model = factors_model()
@@ -110,9 +113,7 @@ def test_publish_refuses_inconsistent_or_object_models(store: ModelStore) -> Non
 )
 def test_publish_refuses_non_finite_arrays_naming_them(store: ModelStore, field: str, bad: float) -> None:
     model = factors_model()
-    array = np.array(getattr(model, field))
-    array.flat[3] = bad
-    setattr(model, field, array)
+    getattr(model, field).flat[3] = bad  # in place: a part refuses non-finite values when built
     with pytest.raises(StoreError, match=rf"tenant 0's model: model\.{field} \(shape .*\) holds 1 non-finite value"):
         store.publish("0", model)
     assert store.versions("0") == [] and store.current_version("0") is None
@@ -120,9 +121,7 @@ def test_publish_refuses_non_finite_arrays_naming_them(store: ModelStore, field:
 
 def test_publish_refuses_non_finite_values_inside_a_sparse_matrix(store: ModelStore) -> None:
     model = item_item_model()
-    history = model.history.copy()
-    history.data[0] = np.nan
-    model.history = history
+    model.history.data[0] = np.nan  # in place: a part refuses NaN when built
     with pytest.raises(StoreError, match=r"model\.history \(data of the sparse matrix shape \(5, 6\)\) holds 1 non-finite"):
         store.publish("7", model)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.parts import FactorModel
 from ml_service.models.ease import EASEAlgorithm
 from ml_service.models.popular import PopularAlgorithm
+from ml_service.training.context import TrainContext
 from ml_service.training.auto import cost_order, train_auto
 from tests.synthetic import make_tenant
 
@@ -23,11 +26,9 @@ class AntiPopular:
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
         return [{}]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
-        model = PopularAlgorithm().fit(data, train, {}, ctx)
-        model.algorithm = self.name
-        model.item_biases = -np.asarray(model.item_biases)
-        return model
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
+        part = PopularAlgorithm().fit(data, train, {}, ctx)
+        return dataclasses.replace(part, item_biases=-np.asarray(part.item_biases))
 
 
 class Broken:
@@ -44,7 +45,7 @@ class Broken:
 
 def test_picks_the_best_personalised_model_and_refits_it_on_everything() -> None:
     data = make_tenant(seed=1)
-    result = train_auto(data, threads=1, seed=1, budget_s=600, candidates=("als", "ease", "knn"))
+    result = train_auto(TrainContext(data, threads=1, seed=1, budget_s=600), candidates=("als", "ease", "knn"))
     assert set(result.scores) == {"popular", "als", "ease", "knn"} and not result.skipped
     assert result.choice == max(result.scores, key=result.scores.get) != "popular"
     assert result.scores[result.choice] > result.scores["popular"] + 0.1
@@ -60,14 +61,14 @@ def test_picks_the_best_personalised_model_and_refits_it_on_everything() -> None
 
 def test_never_picks_a_model_that_validates_below_popular() -> None:
     data = make_tenant(seed=2)
-    result = train_auto(data, seed=2, budget_s=600, candidates=("anti",), algorithms={"anti": AntiPopular()})
+    result = train_auto(TrainContext(data, seed=2, budget_s=600), candidates=("anti",), algorithms={"anti": AntiPopular()})
     assert result.scores["anti"] < result.scores["popular"]
     assert result.choice == "popular" and result.model.algorithm == "popular"
 
 
 def test_random_interactions_keep_popular_unless_something_is_strictly_better() -> None:
     data = make_tenant(seed=3, in_group=0.0)  # no group structure: nothing to personalise
-    result = train_auto(data, seed=3, budget_s=600, candidates=("ease", "knn", "anti"), algorithms={"anti": AntiPopular()})
+    result = train_auto(TrainContext(data, seed=3, budget_s=600), candidates=("ease", "knn", "anti"), algorithms={"anti": AntiPopular()})
     best = max(result.scores.values())
     assert result.scores[result.choice] == best
     assert result.choice == "popular" or result.scores[result.choice] > result.scores["popular"]
@@ -75,7 +76,7 @@ def test_random_interactions_keep_popular_unless_something_is_strictly_better() 
 
 def test_an_exhausted_budget_leaves_only_popular_and_records_why() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=4)
-    result = train_auto(data, seed=4, budget_s=0, candidates=("als", "ease", "knn"))
+    result = train_auto(TrainContext(data, seed=4, budget_s=0), candidates=("als", "ease", "knn"))
     assert result.choice == "popular" and set(result.scores) == {"popular"}
     assert set(result.skipped) == {"als", "ease", "knn"}
     assert all("time budget of 0 s" in reason for reason in result.skipped.values())
@@ -84,9 +85,7 @@ def test_an_exhausted_budget_leaves_only_popular_and_records_why() -> None:
 
 def test_ease_above_its_catalogue_limit_is_skipped_with_the_reason() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=5)
-    result = train_auto(
-        data, seed=5, budget_s=600, candidates=("ease", "knn"), algorithms={"ease": EASEAlgorithm(max_items=20)}
-    )
+    result = train_auto(TrainContext(data, seed=5, budget_s=600), candidates=("ease", "knn"), algorithms={"ease": EASEAlgorithm(max_items=20)})
     assert "30 items: its limit is 20" in result.skipped["ease"]
     assert "ease" not in result.scores and "knn" in result.scores
 
@@ -100,23 +99,23 @@ class TooCostly(EASEAlgorithm):
 
 def test_a_candidate_whose_estimated_fit_exceeds_the_budget_left_is_skipped() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=5)
-    result = train_auto(data, seed=5, budget_s=600, candidates=("ease", "knn"), algorithms={"ease": TooCostly()})
+    result = train_auto(TrainContext(data, seed=5, budget_s=600), candidates=("ease", "knn"), algorithms={"ease": TooCostly()})
     assert result.skipped["ease"].startswith("one fit is estimated at 3600 s")
     assert "ease" not in result.scores and "knn" in result.scores
-    cheap = train_auto(data, seed=5, budget_s=600, candidates=("edlae",))
+    cheap = train_auto(TrainContext(data, seed=5, budget_s=600), candidates=("edlae",))
     assert "edlae" in cheap.scores and "edlae" not in cheap.skipped
 
 
 def test_a_failing_candidate_is_skipped_not_fatal() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=6)
-    result = train_auto(data, seed=6, budget_s=600, candidates=("broken", "knn"), algorithms={"broken": Broken()})
+    result = train_auto(TrainContext(data, seed=6, budget_s=600), candidates=("broken", "knn"), algorithms={"broken": Broken()})
     assert result.skipped["broken"] == "failed: RuntimeError: boom"
     assert "knn" in result.scores and result.model.validate() is None
 
 
 def test_unknown_candidates_are_skipped_by_name() -> None:
     data = make_tenant(n_users=60, n_items=30, seed=7)
-    result = train_auto(data, seed=7, budget_s=600, candidates=("nonesuch",))
+    result = train_auto(TrainContext(data, seed=7, budget_s=600), candidates=("nonesuch",))
     assert "unknown algorithm 'nonesuch'" in result.skipped["nonesuch"] and result.choice == "popular"
 
 
@@ -145,7 +144,7 @@ def test_blends_the_two_best_factor_models_when_that_validates_better(
     seed: int, pair: tuple[str, str], blended: bool
 ) -> None:
     data = make_tenant(seed=seed)
-    result = train_auto(data, threads=1, seed=seed, budget_s=600, candidates=pair)
+    result = train_auto(TrainContext(data, threads=1, seed=seed, budget_s=600), candidates=pair)
     auto = result.model.info["auto"]
     blend = auto["blend"]
     singles = {name: score for name, score in result.scores.items() if "+" not in name}
@@ -165,14 +164,14 @@ def test_blends_the_two_best_factor_models_when_that_validates_better(
 
 def test_no_blend_with_a_model_below_popular_or_a_single_factor_model() -> None:
     data = make_tenant(seed=3)
-    result = train_auto(data, seed=3, budget_s=600, candidates=("als", "anti"), algorithms={"anti": AntiPopular()})
+    result = train_auto(TrainContext(data, seed=3, budget_s=600), candidates=("als", "anti"), algorithms={"anti": AntiPopular()})
     assert result.scores["anti"] < result.scores["popular"]
     assert result.model.info["auto"]["blend"] == {} and "+" not in result.choice
 
 
 def test_blend_partners_are_the_next_best_factor_models() -> None:
     data = make_tenant(seed=2)
-    result = train_auto(data, threads=1, seed=2, budget_s=600, candidates=("lda", "mf", "als", "knn"))
+    result = train_auto(TrainContext(data, threads=1, seed=2, budget_s=600), candidates=("lda", "mf", "als", "knn"))
     singles = {name: s for name, s in result.scores.items() if "+" not in name and name != "popular"}
     factor_models = sorted((name for name in singles if name != "knn"), key=lambda name: -singles[name])
     tried = result.model.info["auto"]["blend"]["scores"]

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ml_service.models.base import model_from_arrays
 from ml_service.models.base import FACTORS, ITEM_ITEM, TrainedModel, score_users
 from ml_service.training.blend import blend, can_blend
 
 
 def _factor_model(seed: int, name: str, n_users: int = 6, n_items: int = 9, dim: int = 3) -> TrainedModel:
     rng = np.random.default_rng(seed)
-    return TrainedModel(
+    return model_from_arrays(
         algorithm=name,
         user_ids=[f"u{i}" for i in range(n_users)],
         item_ids=[f"i{i}" for i in range(n_items)],
@@ -57,7 +58,7 @@ def test_cold_only_when_cold_in_both() -> None:
 
 def test_only_factor_models_over_the_same_ids_blend() -> None:
     first = _factor_model(0, "a")
-    item_item = TrainedModel(
+    item_item = model_from_arrays(
         algorithm="knn", user_ids=first.user_ids, item_ids=first.item_ids, item_types=first.item_types,
         kind=ITEM_ITEM, item_item=np.eye(first.n_items, dtype=np.float32),
         history=sp.csr_matrix((first.n_users, first.n_items), dtype=np.float32),

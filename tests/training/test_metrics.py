@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from ml_service.models.base import model_from_arrays
 from ml_service.data.tenant import ITEM_TYPES, TYPE_INDEX, Interactions, Items, TenantData, Users
 from ml_service.models.base import FitContext, TrainedModel, score_users
 from ml_service.models.lightfm_modes import LightFMAlgorithm
@@ -15,6 +16,7 @@ from ml_service.ranking import rank_user
 from ml_service.training.metrics import evaluate, ndcg_at_k
 from ml_service.training.split import Split, holdout_split
 from tests.synthetic import make_tenant
+from tests.models.support import fitted
 
 ARTICLE, COURSE = TYPE_INDEX["engage_article"], TYPE_INDEX["container_course"]
 L2 = 1 / np.log2(3)  # discount of rank 2
@@ -34,7 +36,7 @@ def tiny() -> tuple[TrainedModel, TenantData, Split]:
     train = _interactions([(0, 0, 1), (0, 3, 0), (1, 2, 1)])
     test = _interactions([(0, 2, 1), (0, 5, 1), (1, 1, 1), (2, 0, 1), (2, 1, 1), (2, 4, 1)])
     data = TenantData("t", users, items, train)
-    model = TrainedModel(
+    model = model_from_arrays(
         algorithm="fixed",
         user_ids=users.ids,
         item_ids=items.ids,
@@ -93,7 +95,7 @@ def test_lists_are_what_user_items_serves(policy: str) -> None:
     """The batched evaluation recommends exactly rank_user's lists (checked through its hit counts)."""
     data = make_tenant(n_users=60, n_items=48, seed=5, cold_users=6)
     split = holdout_split(data, seed=5)
-    model = LightFMAlgorithm("mf").fit(data, split.train, {"epochs": 2, "cold_projection": False}, FitContext(seed=5))
+    model = fitted(LightFMAlgorithm("mf"), data, split.train, {"epochs": 2, "cold_projection": False}, FitContext(seed=5))
     assert model.user_cold is not None and model.user_cold.sum() == 6
     model.user_cold[:3] = True  # some held-out users served by popularity too
     result = evaluate(model, data, split, k=5, seen_policy=policy)
@@ -152,9 +154,8 @@ def _random_case(seed: int, flavour: str, articles: int = 14) -> tuple[TrainedMo
         item_factors = (rng.integers(-64, 65, (n_items, dim)) / 32).astype(np.float32)
         popularity = rng.integers(0, 50, n_items).astype(np.float32)
     item_biases = (rng.integers(-8, 9, n_items) / 4).astype(np.float32)
-    if flavour == "nonfinite":
-        item_biases[rng.choice(n_items, 4, replace=False)] = [-np.inf, -np.inf, np.inf, -np.inf]
-    model = TrainedModel(
+    bad = rng.choice(n_items, 4, replace=False) if flavour == "nonfinite" else None
+    model = model_from_arrays(
         algorithm="random",
         user_ids=users.ids,
         item_ids=items.ids,
@@ -167,6 +168,8 @@ def _random_case(seed: int, flavour: str, articles: int = 14) -> tuple[TrainedMo
         popularity=popularity,
         positives=data.positive_matrix(train),
     )
+    if bad is not None:  # the parts refuse non-finite arrays; ranking must still cope with scores that overflow
+        model.scoring.item_biases[bad] = [-np.inf, -np.inf, np.inf, -np.inf]
     return model, data, Split(train, test)
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Mapping
 
 import numpy as np
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FitContext, TrainedModel
+from ml_service.models.base import FitContext
+from ml_service.models.parts import FactorModel
 from ml_service.models.lightfm_modes import LightFMAlgorithm
 from ml_service.models.popular import PopularAlgorithm
+from ml_service.training.context import TrainContext
 from ml_service.training.tune import fit_final, tune
 from tests.synthetic import make_tenant
 
@@ -23,18 +26,17 @@ class ShuffledPopular(PopularAlgorithm):
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
         return [{"shuffle": True}, {"half_life_days": 30.0}, {"half_life_days": 30.0, "extra": 1}]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
-        model = super().fit(data, train, params, ctx)
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
+        part = super().fit(data, train, params, ctx)
         if params.get("shuffle"):
             noise = np.random.default_rng(ctx.seed).random(data.n_items).astype(np.float32)
-            model.item_biases = model.popularity = noise
-        model.params = dict(params)
-        return model
+            part = dataclasses.replace(part, item_biases=noise)
+        return dataclasses.replace(part, params=dict(params))
 
 
 def test_keeps_the_best_candidate() -> None:
     data = make_tenant(seed=2)
-    result = tune(ShuffledPopular(), data, threads=1, seed=0)
+    result = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0))
     assert result.fits == 3
     assert result.params == {"half_life_days": 30.0}  # ties keep the earlier candidate
     assert result.candidates[0]["ndcg@10"] < result.candidates[1]["ndcg@10"]
@@ -43,21 +45,21 @@ def test_keeps_the_best_candidate() -> None:
 
 def test_passed_deadline_still_fits_the_first_candidate() -> None:
     data = make_tenant(seed=2)
-    result = tune(ShuffledPopular(), data, threads=1, seed=0, deadline=time.monotonic() - 1)
+    result = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0, deadline=time.monotonic() - 1))
     assert result.fits == 1 and result.params == {"shuffle": True}
 
 
 def test_lightfm_tuning_then_final_fit() -> None:
     data = make_tenant(n_users=100, n_items=60, seed=3)
     algorithm = LightFMAlgorithm("hybrid")
-    result = tune(algorithm, data, threads=1, seed=4)
+    result = tune(algorithm, TrainContext(data, threads=1, seed=4))
     assert result.fits == len(algorithm.candidates(data))
     assert ("hybrid", False) in result.features
     epochs = result.params["epochs"]
     assert epochs >= 1 and result.model_on_train.params == result.params
     assert result.validation_metrics["split"]["validation"] > 0
-    final = fit_final(algorithm, data, result.params, 1, 4, validation_metrics=result.validation_metrics,
-                      features=result.features)
+    final = fit_final(algorithm, result.params, TrainContext(data, threads=1, seed=4, features=result.features),
+                      validation_metrics=result.validation_metrics)
     final.validate()
     assert final.params["epochs"] == epochs and "epoch_scores" not in final.info  # fixed epochs, no evaluation
     assert final.metrics["ndcg@10"] == result.validation_metrics["ndcg@10"]

@@ -73,11 +73,12 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
 def _example_ids(store: "ModelStore") -> tuple[str, str, str]:
     """A learner with interactions, an item type and an item of tenant 0, so the printed calls answer something."""
     import numpy as np
+    import scipy.sparse as sp
 
     from ml_service.data.tenant import ITEM_TYPES
 
     model = store.load("0").model
-    counts = np.diff(model.positives.indptr) if model.positives is not None else np.ones(model.n_users)
+    counts = np.diff(sp.csr_matrix(model.extras.positives).indptr)
     user = model.user_ids[int(np.argmax(counts))]
     types = np.asarray(model.item_types)
     article = np.flatnonzero(types == ITEM_TYPES.index("engage_article"))

@@ -8,8 +8,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FitContext, TrainedModel
-from ml_service.models.fields import bias_free_factor_model, confidence_matrix, serving_fields
+from ml_service.models.base import FitContext
+from ml_service.models.fields import bias_free_factor_model, confidence_matrix
+from ml_service.models.parts import FactorModel
+from ml_service.models.popular import warm_items
 from ml_service.models.registry import register
 
 MAX_ITERATIONS = 30
@@ -34,7 +36,7 @@ class ALSAlgorithm:
             {"factors": 128, "regularization": 300.0, "alpha": 40.0, "iterations": 15},
         ]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
         from implicit.cpu.als import AlternatingLeastSquares
 
         factors = int(params.get("factors", DEFAULTS["factors"]))
@@ -45,7 +47,7 @@ class ALSAlgorithm:
         if early_stopping:
             max_iterations = max(max_iterations, MAX_ITERATIONS)
         confidence = confidence_matrix(data, train, alpha)
-        fields = serving_fields(data, train, ctx)
+        item_warm = warm_items(data, train)
         user_warm = np.diff(confidence.indptr) > 0
 
         best: tuple[float, int, np.ndarray, np.ndarray] | None = None
@@ -66,7 +68,7 @@ class ALSAlgorithm:
                 done += 1
                 if not early_stopping:
                     continue
-                model = self._model(data, fields, als.user_factors, als.item_factors, user_warm, params, done)
+                model = self._model(als.user_factors, als.item_factors, user_warm, item_warm, params, done)
                 score = float(ctx.evaluate(model))  # type: ignore[misc]
                 history.append(round(score, 6))
                 if best is None or score > best[0]:
@@ -79,28 +81,25 @@ class ALSAlgorithm:
             _, epochs, user_factors, item_factors = best
         else:
             epochs, user_factors, item_factors = done, als.user_factors, als.item_factors
-        model = self._model(data, fields, user_factors, item_factors, user_warm, params, epochs)
+        model = self._model(user_factors, item_factors, user_warm, item_warm, params, epochs)
         model.info["validation_by_iteration"] = history
         return with_projected_cold_users(model, data, user_warm)
 
     def _model(
         self,
-        data: TenantData,
-        fields: dict[str, Any],
         user_factors: np.ndarray,
         item_factors: np.ndarray,
         user_warm: np.ndarray,
+        item_warm: np.ndarray,
         params: Mapping[str, Any],
         epochs: int,
-    ) -> TrainedModel:
+    ) -> FactorModel:
         # implicit leaves users and items without data at their random start: bias_free_factor_model zeroes them
         return bias_free_factor_model(
-            data,
-            self.name,
             user_factors,
             item_factors,
             user_warm,
-            fields,
+            item_warm,
             {
                 "factors": int(params.get("factors", DEFAULTS["factors"])),
                 "regularization": float(params.get("regularization", DEFAULTS["regularization"])),
@@ -111,16 +110,17 @@ class ALSAlgorithm:
         )
 
 
-def with_projected_cold_users(model: TrainedModel, data: TenantData, user_warm: np.ndarray) -> TrainedModel:
+def with_projected_cold_users(part: FactorModel, data: TenantData, user_warm: np.ndarray) -> FactorModel:
     """Give users without interactions factors predicted from their side features; they stop being cold."""
     if user_warm.all() or not user_warm.any():
-        model.info["projected_cold_users"] = 0
-        return model
+        part.info["projected_cold_users"] = 0
+        return part
     from ml_service.data.features import user_side_matrix
     from ml_service.models.projection import project_cold_users
 
-    model.info["projected_cold_users"] = project_cold_users(model, user_side_matrix(data), user_warm)
-    return model
+    projected, count = project_cold_users(part, user_side_matrix(data), user_warm)
+    projected.info["projected_cold_users"] = count
+    return projected
 
 
 register("als", ALSAlgorithm)

@@ -1,4 +1,4 @@
-"""The Model contract: a trained model is plain arrays + metadata that the store saves and the index serves."""
+"""The model contract: an algorithm fits a scoring part; a TrainedModel is that part, its serving extras and ids."""
 
 from __future__ import annotations
 
@@ -10,45 +10,39 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import ITEM_TYPES, Interactions, TenantData, type_names_problem
+from ml_service.models.parts import (
+    FACTORS, ITEM_ITEM, KINDS, FactorModel, ItemItemModel, ScoringPart, ServingExtras, check_array,
+)
 
-FACTORS = "factors"  # score = user_factors[u] @ item_factors.T + item_biases + user_biases[u]
-ITEM_ITEM = "item_item"  # score = history[u] @ item_item  (EASE, item-kNN)
-KINDS = (FACTORS, ITEM_ITEM)
+ARRAY_NAMES = ("item_types", *FactorModel.ARRAYS, *ItemItemModel.ARRAYS[:2], *ServingExtras.ARRAYS)
 
 
 @dataclass
 class TrainedModel:
-    """Everything needed to answer /user-items and /similar-items for one tenant, as arrays.
+    """Everything needed to answer /user-items and /similar-items for one tenant: a scoring part and its extras.
 
     Users and items are indexed by their position in `user_ids` / `item_ids` (file order of the export).
-    Arrays may be memory-mapped read-only when loaded from the store.
+    `scoring` is what the algorithm fitted (models/parts.py); `extras` what the pipeline built beside it.
+    Arrays may be memory-mapped read-only when loaded from the store. The arrays can also be read under the
+    names they are stored by (model.user_factors, model.popularity, ...; None when the parts do not have one).
     """
 
     algorithm: str
     user_ids: list[str]
     item_ids: list[str]
     item_types: np.ndarray  # int8 (n_items,), index into type_names
-    kind: str = FACTORS
+    scoring: ScoringPart
+    extras: ServingExtras
     # data.tenant.ITEM_TYPES, then the tenant's newer item types (spec §11 item 16); models stored before newer
     # types existed load with ITEM_TYPES
     type_names: tuple[str, ...] = ITEM_TYPES
-    user_factors: np.ndarray | None = None  # float32 (n_users, k)        [FACTORS]
-    item_factors: np.ndarray | None = None  # float32 (n_items, k)        [FACTORS]
-    user_biases: np.ndarray | None = None  # float32 (n_users,)          [FACTORS]
-    item_biases: np.ndarray | None = None  # float32 (n_items,)          [FACTORS]
-    item_item: np.ndarray | None = None  # float32 (n_items, n_items)  [ITEM_ITEM]
-    history: sp.csr_matrix | None = None  # float32 (n_users, n_items)  [ITEM_ITEM] the user's inputs
-    positives: sp.csr_matrix | None = None  # (n_users, n_items) 1 = rating-1 item, excluded/demoted when serving
-    user_cold: np.ndarray | None = None  # bool (n_users,) True = no personalised scores: serve popularity
-    popularity: np.ndarray | None = None  # float32 (n_items,) popularity score (cold start, fallback)
-    similarity_vectors: np.ndarray | None = None  # float32 (n_items, d) L2-normalised, for warm items
-    content_vectors: np.ndarray | None = None  # float32 (n_items, d2) L2-normalised, for cold items
-    item_warm: np.ndarray | None = None  # bool (n_items,) True = item has interactions
-    # float64 (n_users, n_items): Unix time of each learner's latest interactions (ML_RECENT_PER_LEARNER), for the dashboard
-    recent: sp.csr_matrix | None = None
     params: dict[str, Any] = field(default_factory=dict)  # chosen hyper-parameters
     metrics: dict[str, Any] = field(default_factory=dict)  # held-out metrics (see training/metrics.py)
     info: dict[str, Any] = field(default_factory=dict)  # sizes, timings, candidates, messages
+
+    @property
+    def kind(self) -> str:
+        return self.scoring.kind
 
     @property
     def n_users(self) -> int:
@@ -58,74 +52,134 @@ class TrainedModel:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not fields: the arrays by their stored names, read-only.
+        if name in ARRAY_NAMES[1:]:
+            for part in (self.__dict__.get("scoring"), self.__dict__.get("extras")):
+                if part is not None and name in part.ARRAYS:
+                    return getattr(part, name)
+            return None
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ARRAY_NAMES[1:]:
+            raise AttributeError(f"model.{name} is part of model.scoring or model.extras (frozen): use with_arrays()")
+        super().__setattr__(name, value)
+
+    def arrays(self) -> dict[str, Any]:
+        """Every array under its stored name (the on-disk layout): item_types, the scoring part's, the extras'."""
+        return {"item_types": self.item_types, **self.scoring.arrays(), **self.extras.arrays()}
+
     def validate(self) -> None:
-        """Raise ValueError when array shapes disagree with the id lists (used by the store on load)."""
-        n_u, n_i = self.n_users, self.n_items
+        """Raise ValueError naming the array whose shape, dtype or values disagree with the ids (store: publish, load)."""
         problem = type_names_problem(self.type_names)
         if problem:
             raise ValueError(f"type_names: {problem}")
-        checks: list[tuple[str, Any, tuple[int | None, ...]]] = [
-            ("item_types", self.item_types, (n_i,)),
-            ("positives", self.positives, (n_u, n_i)),
-            ("user_cold", self.user_cold, (n_u,)),
-            ("popularity", self.popularity, (n_i,)),
-            ("item_warm", self.item_warm, (n_i,)),
-            ("recent", self.recent, (n_u, n_i)),
-            ("similarity_vectors", self.similarity_vectors, (n_i, None)),
-            ("content_vectors", self.content_vectors, (n_i, None)),
-        ]
-        if self.kind == FACTORS:
-            checks += [
-                ("user_factors", self.user_factors, (n_u, None)),
-                ("item_factors", self.item_factors, (n_i, None)),
-                ("user_biases", self.user_biases, (n_u,)),
-                ("item_biases", self.item_biases, (n_i,)),
-            ]
-            if self.user_factors is None or self.item_factors is None:
+        check_array("item_types", self.item_types, (self.n_items,), "iu")
+        if not isinstance(self.scoring, (FactorModel, ItemItemModel)):
+            raise ValueError(f"unknown scoring part {type(self.scoring).__name__}; expected one of {KINDS}")
+        self.scoring.validate()
+        if (self.scoring.n_users, self.scoring.n_items) != (self.n_users, self.n_items):
+            raise ValueError(
+                f"the {self.kind} part is for {self.scoring.n_users} users x {self.scoring.n_items} items, "
+                f"the ids are {self.n_users} x {self.n_items}"
+            )
+        self.extras.validate(self.n_users, self.n_items)
+
+
+def model_from_arrays(
+    algorithm: str,
+    user_ids: list[str],
+    item_ids: list[str],
+    item_types: np.ndarray,
+    kind: str = FACTORS,
+    type_names: tuple[str, ...] = ITEM_TYPES,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+    **arrays: Any,
+) -> TrainedModel:
+    """A TrainedModel from arrays under their stored names (the store's reader; tests). Arrays a version may lack
+    (older versions, models without biases) default to what they meant: no cold users, zero biases, no positives,
+    zero popularity, every item warm. ValueError names an array that is wrong."""
+    n_users, n_items = len(user_ids), len(item_ids)
+    unknown = sorted(set(arrays) - set(ARRAY_NAMES))
+    if unknown:
+        raise ValueError(f"unknown model array(s) {', '.join(unknown)}")
+    given = {name: value for name, value in arrays.items() if value is not None}
+    cold = given.pop("user_cold", np.zeros(n_users, dtype=bool))
+    if kind == FACTORS:
+        for name in ("user_factors", "item_factors"):
+            if name not in given:
                 raise ValueError("a factors model needs user_factors and item_factors")
-            if self.user_factors.shape[1] != self.item_factors.shape[1]:
-                raise ValueError(
-                    f"user_factors has {self.user_factors.shape[1]} columns but item_factors has {self.item_factors.shape[1]}"
-                )
-        elif self.kind == ITEM_ITEM:
-            checks += [("item_item", self.item_item, (n_i, n_i)), ("history", self.history, (n_u, n_i))]
-            if self.item_item is None or self.history is None:
-                raise ValueError("an item_item model needs item_item and history")
-        else:
-            raise ValueError(f"unknown model kind {self.kind!r}; expected one of {KINDS}")
-        for name, array, shape in checks:
-            if array is None:
-                continue
-            got = tuple(array.shape)
-            if len(got) != len(shape) or any(w is not None and g != w for g, w in zip(got, shape)):
-                raise ValueError(f"{name} has shape {got}, expected {tuple('any' if w is None else w for w in shape)}")
+        scoring: ScoringPart = FactorModel(
+            user_factors=given.pop("user_factors"),
+            item_factors=given.pop("item_factors"),
+            user_biases=given.pop("user_biases", np.zeros(n_users, np.float32)),
+            item_biases=given.pop("item_biases", np.zeros(n_items, np.float32)),
+            user_cold=cold,
+        )
+    elif kind == ITEM_ITEM:
+        if "item_item" not in given or "history" not in given:
+            raise ValueError("an item_item model needs item_item and history")
+        scoring = ItemItemModel(item_item=given.pop("item_item"), history=given.pop("history"), user_cold=cold)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+    stray = sorted(set(given) & {*FactorModel.ARRAYS, *ItemItemModel.ARRAYS})
+    if stray:
+        raise ValueError(f"a {kind} model has no {', '.join(stray)}")
+    extras = ServingExtras(
+        positives=given.pop("positives", sp.csr_matrix((n_users, n_items), dtype=np.float32)),
+        popularity=given.pop("popularity", np.zeros(n_items, np.float32)),
+        item_warm=given.pop("item_warm", np.ones(n_items, dtype=bool)),
+        similarity_vectors=given.pop("similarity_vectors", None),
+        content_vectors=given.pop("content_vectors", None),
+        recent=given.pop("recent", None),
+    )
+    model = TrainedModel(
+        algorithm=algorithm, user_ids=list(user_ids), item_ids=list(item_ids), item_types=item_types, scoring=scoring,
+        extras=extras, type_names=tuple(type_names), params=dict(params or {}), metrics=dict(metrics or {}),
+        info=dict(info or {}),
+    )
+    model.validate()
+    return model
+
+
+def with_arrays(model: TrainedModel, **changes: Any) -> TrainedModel:
+    """A copy of `model` with some arrays (by stored name) replaced, built and validated again."""
+    arrays = {name: value for name, value in model.arrays().items() if name != "item_types"} | changes
+    return model_from_arrays(
+        model.algorithm, model.user_ids, model.item_ids, changes.pop("item_types", model.item_types), model.kind,
+        model.type_names, model.params, model.metrics, model.info, **{k: v for k, v in arrays.items() if k != "item_types"},
+    )
 
 
 def model_for(data: TenantData, algorithm: str, **arrays: Any) -> TrainedModel:
-    """A TrainedModel over `data`'s users and items (ids and types in file order) holding the given arrays."""
+    """A TrainedModel over `data`'s users and items (ids and types in file order) from arrays by stored name."""
+    return model_from_arrays(
+        algorithm, list(data.users.ids), list(data.items.ids), np.asarray(data.items.type_index, dtype=np.int8),
+        type_names=tuple(data.items.type_names), **arrays,
+    )
+
+
+def assemble(data: TenantData, algorithm: str, scoring: ScoringPart, extras: ServingExtras) -> TrainedModel:
+    """The model serving and evaluation use: a fitted scoring part over `data`'s users and items, and its extras."""
     return TrainedModel(
         algorithm=algorithm,
         user_ids=list(data.users.ids),
         item_ids=list(data.items.ids),
         item_types=np.asarray(data.items.type_index, dtype=np.int8),
+        scoring=scoring,
+        extras=extras,
         type_names=tuple(data.items.type_names),
-        **arrays,
+        params=dict(scoring.params),
+        info=dict(scoring.info),
     )
 
 
 def score_users(model: TrainedModel, users: np.ndarray) -> np.ndarray:
     """Raw model scores (len(users), n_items) float32: the one scoring function serving and evaluation share."""
-    users = np.asarray(users, dtype=np.int64)
-    if model.kind == FACTORS:
-        assert model.user_factors is not None and model.item_factors is not None
-        scores = np.asarray(model.user_factors[users], dtype=np.float32) @ np.asarray(model.item_factors, dtype=np.float32).T
-        if model.item_biases is not None:
-            scores += model.item_biases[None, :]
-        if model.user_biases is not None:
-            scores += model.user_biases[users][:, None]
-        return scores
-    assert model.history is not None and model.item_item is not None
-    return np.asarray(model.history[users] @ model.item_item, dtype=np.float32)
+    return model.scoring.score(np.asarray(users, dtype=np.int64))
 
 
 @dataclass
@@ -136,9 +190,9 @@ class FitContext:
     seed: int = 42
     identity_features: bool = False
     deadline: float | None = None  # time.monotonic() value after which the fit should wrap up
-    # Validation for early stopping / tuning: a callback scoring a candidate model (higher is better,
+    # Validation for early stopping / tuning: a callback scoring a candidate part (higher is better,
     # validation NDCG@10 in practice). None during the final refit.
-    evaluate: Callable[[TrainedModel], float] | None = None
+    evaluate: Callable[[ScoringPart], float] | None = None
     features: Any = None  # a data.features.FeatureSet cache shared between candidate fits (optional)
 
     def time_left(self) -> float:
@@ -156,10 +210,11 @@ class Algorithm(Protocol):
 
     def fit(
         self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext
-    ) -> TrainedModel:
-        """Fit on `train` (a subset of data.interactions) and return a complete model for every user and item.
+    ) -> ScoringPart:
+        """Fit on `train` (a subset of data.interactions) and return the scoring part for every user and item.
 
+        Only the part: the pipeline builds what serves beside it (models/extras.py) once, after the final fit.
         Iterative algorithms evaluate with ctx.evaluate after each epoch when it is given, stop early when it
-        stops improving, and record the chosen number of epochs in the returned model's params["epochs"].
+        stops improving, and record the chosen number of epochs in the returned part's params["epochs"].
         """
         ...

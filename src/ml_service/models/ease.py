@@ -10,8 +10,9 @@ import scipy.linalg.lapack
 from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FitContext, ITEM_ITEM, TrainedModel, model_for
-from ml_service.models.fields import cooccurrence_embedding, history_matrix, serving_fields
+from ml_service.models.base import FitContext
+from ml_service.models.parts import ItemItemModel
+from ml_service.models.fields import history_matrix
 from ml_service.models.registry import register
 
 # The inversion holds XᵀX and its inverse as dense float64 (2 x items² x 8 bytes) and the served model keeps
@@ -68,7 +69,7 @@ class EASEAlgorithm(DenseItemItemLimit):
             {"lambda": round(max(scale * per_item, 1.0), 3), "weighting": "binary"} for scale in LAMBDA_SCALES
         ]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> ItemItemModel:
         if data.n_items > self.max_items:
             raise self._too_large(data.n_items)
         weighting = str(params.get("weighting", "binary"))
@@ -76,19 +77,12 @@ class EASEAlgorithm(DenseItemItemLimit):
         history = history_matrix(data, train, weighting)
         with threadpool_limits(limits=max(ctx.threads, 1)):
             item_item = ease_weights(history, lam)
-        fields = serving_fields(data, train, ctx)
         user_cold = np.diff(history.indptr) == 0
-        return model_for(
-            data,
-            self.name,
-            kind=ITEM_ITEM,
+        return ItemItemModel(
             item_item=item_item,
             history=history,
             user_cold=user_cold,
-            similarity_vectors=cooccurrence_embedding(history, fields["item_warm"], ctx.seed),
             params={"lambda": lam, "weighting": weighting},
-            info={"similarity": "truncated SVD of the column-normalised interaction matrix (co-occurrence cosine)"},
-            **fields,
         )
 
 

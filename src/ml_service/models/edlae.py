@@ -9,9 +9,10 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FitContext, ITEM_ITEM, TrainedModel, model_for
+from ml_service.models.base import FitContext
+from ml_service.models.parts import ItemItemModel
 from ml_service.models.ease import MAX_ITEMS, DenseItemItemLimit
-from ml_service.models.fields import cooccurrence_embedding, history_matrix, serving_fields
+from ml_service.models.fields import history_matrix
 from ml_service.models.registry import register
 
 # (λ scale x mean interactions per item, dropout p, popularity exponent γ); the first is the default.
@@ -54,7 +55,7 @@ class EDLAEAlgorithm(DenseItemItemLimit):
             for scale, dropout, gamma in CANDIDATES
         ]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> ItemItemModel:
         if data.n_items > self.max_items:
             raise self._too_large(data.n_items)
         lam = float(params.get("lambda", 100.0))
@@ -65,18 +66,11 @@ class EDLAEAlgorithm(DenseItemItemLimit):
         history = history_matrix(data, train, "binary")
         with threadpool_limits(limits=max(ctx.threads, 1)):
             item_item = edlae_weights(history, lam, dropout, gamma)
-        fields = serving_fields(data, train, ctx)
-        return model_for(
-            data,
-            self.name,
-            kind=ITEM_ITEM,
+        return ItemItemModel(
             item_item=item_item,
             history=history,
             user_cold=np.diff(history.indptr) == 0,
-            similarity_vectors=cooccurrence_embedding(history, fields["item_warm"], ctx.seed),
             params={"lambda": lam, "dropout": dropout, "popularity_exponent": gamma},
-            info={"similarity": "truncated SVD of the column-normalised interaction matrix (co-occurrence cosine)"},
-            **fields,
         )
 
 

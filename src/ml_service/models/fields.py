@@ -1,4 +1,4 @@
-"""The serving fields every model fills the same way (positives, popularity, warm items, content) and vector helpers."""
+"""Helpers the algorithms share: content vectors, confidence and history matrices, co-occurrence embedding, bias-free factors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
+from ml_service.models.parts import FactorModel
 
 CONTENT_DIM = 128  # width of the content vectors served for items without interactions
 SIMILARITY_DIM = 64  # width of the co-occurrence embedding of item-item models
@@ -21,12 +21,11 @@ def normalise_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
-def content_vectors(data: TenantData, ctx: FitContext) -> np.ndarray:
-    """Item content vectors (tags + document TF-IDF), computed once per tenant and shared through ctx.features.
+def content_vectors(data: TenantData, cache: Any = None) -> np.ndarray:
+    """Item content vectors (tags + document TF-IDF), computed once per tenant and shared through `cache`.
 
-    ctx.features may be a dict-like cache or an object with a `content_vectors` attribute; both are reused.
+    `cache` (a FitContext's features) may be a dict or an object with a `content_vectors` attribute; both are reused.
     """
-    cache: Any = ctx.features
     cached = cache.get("content_vectors") if isinstance(cache, dict) else getattr(cache, "content_vectors", None)
     if cached is not None and len(cached) == data.n_items:
         return np.asarray(cached, dtype=np.float32)
@@ -38,25 +37,6 @@ def content_vectors(data: TenantData, ctx: FitContext) -> np.ndarray:
     if isinstance(cache, dict):
         cache["content_vectors"] = vectors
     return vectors
-
-
-def popularity(data: TenantData, train: Interactions) -> np.ndarray:
-    """The popular algorithm's item score on `train`, so every model falls back to the same ranking."""
-    from ml_service.models.popular import popularity_scores
-
-    return np.asarray(popularity_scores(train, data.n_items), dtype=np.float32)
-
-
-def serving_fields(data: TenantData, train: Interactions, ctx: FitContext) -> dict[str, Any]:
-    """positives, popularity, item_warm and content_vectors of a model fitted on `train`."""
-    from ml_service.models.popular import positives_matrix, warm_items
-
-    return {
-        "positives": positives_matrix(data, train),
-        "popularity": popularity(data, train),
-        "item_warm": warm_items(data, train),
-        "content_vectors": content_vectors(data, ctx),
-    }
 
 
 def confidence_matrix(data: TenantData, train: Interactions, alpha: float) -> sp.csr_matrix:
@@ -104,30 +84,19 @@ def cooccurrence_embedding(history: sp.csr_matrix, item_warm: np.ndarray, seed: 
 
 
 def bias_free_factor_model(
-    data: TenantData,
-    name: str,
-    user_factors: np.ndarray,
-    item_factors: np.ndarray,
-    user_warm: np.ndarray,
-    fields: dict[str, Any],
-    params: dict[str, Any],
-) -> TrainedModel:
+    user_factors: np.ndarray, item_factors: np.ndarray, user_warm: np.ndarray, item_warm: np.ndarray, params: dict[str, Any]
+) -> FactorModel:
     """A factor model without biases (ALS, LDA) whose users without training data are cold (zero factors) and
-    whose items nobody has touched get zero factors (no made-up scores) and zero similarity vectors."""
+    whose items nobody has touched get zero factors (no made-up scores)."""
     user_factors = np.asarray(user_factors, dtype=np.float32).copy()
     user_factors[~user_warm] = 0.0
     item_factors = np.asarray(item_factors, dtype=np.float32).copy()
-    item_factors[~fields["item_warm"]] = 0.0
-    return model_for(
-        data,
-        name,
-        kind=FACTORS,
+    item_factors[~item_warm] = 0.0
+    return FactorModel(
         user_factors=user_factors,
         item_factors=item_factors,
-        user_biases=np.zeros(data.n_users, dtype=np.float32),
-        item_biases=np.zeros(data.n_items, dtype=np.float32),
+        user_biases=np.zeros(user_factors.shape[0], dtype=np.float32),
+        item_biases=np.zeros(item_factors.shape[0], dtype=np.float32),
         user_cold=~user_warm,
-        similarity_vectors=normalise_rows(item_factors),  # zero rows stay zero
         params=params,
-        **fields,
     )

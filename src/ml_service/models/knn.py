@@ -8,9 +8,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FitContext, ITEM_ITEM, TrainedModel, model_for
+from ml_service.models.base import FitContext
+from ml_service.models.parts import ItemItemModel
 from ml_service.models.ease import DenseItemItemLimit
-from ml_service.models.fields import cooccurrence_embedding, history_matrix, serving_fields
+from ml_service.models.fields import content_vectors, history_matrix
+from ml_service.models.popular import warm_items
 from ml_service.models.registry import register
 
 # The served item_item matrix is dense float32 (items² x 4 bytes): 10,000 items is 400 MB per tenant.
@@ -38,34 +40,27 @@ class ItemKNNAlgorithm(DenseItemItemLimit):
             {"neighbours": 200, "shrink": 50.0, "content_weight": 0.3},
         ]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> ItemItemModel:
         if data.n_items > self.max_items:
             raise self._too_large(data.n_items)
         neighbours = int(params.get("neighbours", 50))
         shrink = float(params.get("shrink", 10.0))
         content_weight = float(params.get("content_weight", 0.3))
         history = history_matrix(data, train, "binary")
-        fields = serving_fields(data, train, ctx)
-        warm = fields["item_warm"]
+        warm = warm_items(data, train)
         similarity = cooccurrence_cosine(history, shrink)
         if content_weight > 0 and (~warm).any() and warm.any():
-            content = fields["content_vectors"]
+            content = content_vectors(data, ctx.features)
             # Cold item j's column: how much each warm item in a history votes for it, by content alone.
             similarity[:, ~warm] = content_weight * np.maximum(content @ content[~warm].T, 0.0)
             similarity[np.ix_(~warm, ~warm)] = 0.0
             np.fill_diagonal(similarity, 0.0)
         item_item = keep_top_neighbours(similarity, neighbours)
-        return model_for(
-            data,
-            self.name,
-            kind=ITEM_ITEM,
+        return ItemItemModel(
             item_item=item_item,
             history=history,
             user_cold=np.diff(history.indptr) == 0,
-            similarity_vectors=cooccurrence_embedding(history, warm, ctx.seed),
             params={"neighbours": neighbours, "shrink": shrink, "content_weight": content_weight},
-            info={"similarity": "truncated SVD of the column-normalised interaction matrix (co-occurrence cosine)"},
-            **fields,
         )
 
 

@@ -10,8 +10,10 @@ from threadpoolctl import threadpool_limits
 
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.als import with_projected_cold_users
-from ml_service.models.base import FitContext, TrainedModel
-from ml_service.models.fields import bias_free_factor_model, serving_fields
+from ml_service.models.base import FitContext
+from ml_service.models.fields import bias_free_factor_model
+from ml_service.models.parts import FactorModel
+from ml_service.models.popular import warm_items
 from ml_service.models.registry import register
 
 # doc_topic_prior 1.0 measured better than 0.5 (synthetic-20k random, 12 topics, NDCG@10 0.310 vs 0.304) and
@@ -33,7 +35,7 @@ class LDAAlgorithm:
     def candidates(self, data: TenantData) -> list[dict[str, Any]]:
         return [dict(DEFAULTS), DEFAULTS | {"topics": 8}, DEFAULTS | {"topics": 32}]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
         from sklearn.decomposition import LatentDirichletAllocation
 
         topics = int(params.get("topics", DEFAULTS["topics"]))
@@ -45,7 +47,6 @@ class LDAAlgorithm:
             shape=(data.n_users, data.n_items),
         )
         documents.data[:] = 1.0  # a repeated (user, item) pair counts once
-        fields = serving_fields(data, train, ctx)
         user_warm = np.diff(documents.indptr) > 0
         user_factors = np.zeros((data.n_users, topics), np.float32)
         item_factors = np.zeros((data.n_items, topics), np.float32)
@@ -60,7 +61,7 @@ class LDAAlgorithm:
             item_factors = (lda.components_ / lda.components_.sum(axis=1, keepdims=True)).T.astype(np.float32)
         params_out = {"topics": topics, "doc_topic_prior": prior, "iterations": iterations, "epochs": iterations}
         # Untaken items hold only smoothing mass in the topics: bias_free_factor_model zeroes them.
-        model = bias_free_factor_model(data, self.name, user_factors, item_factors, user_warm, fields, params_out)
+        model = bias_free_factor_model(user_factors, item_factors, user_warm, warm_items(data, train), params_out)
         return with_projected_cold_users(model, data, user_warm)
 
 

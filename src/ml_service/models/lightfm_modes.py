@@ -20,8 +20,8 @@ from lightfm import LightFM
 
 from ml_service.data.features import FeatureSet, build_features, user_side_matrix
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
-from ml_service.models.popular import popularity_scores, positives_matrix, warm_items
+from ml_service.models.base import FitContext
+from ml_service.models.parts import FactorModel
 from ml_service.models.projection import project_cold_users
 from ml_service.models.registry import register
 
@@ -72,7 +72,7 @@ class LightFMAlgorithm:
         base = {"learning_schedule": DEFAULT_SCHEDULE, "learning_rate": 0.05, "item_alpha": alpha, "user_alpha": alpha}
         return [base | {"no_components": 64}, base | {"no_components": 32}]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
         if data.n_users == 0 or data.n_items == 0:
             raise ValueError(
                 f"LightFM needs at least one user and one item (got {data.n_users} users, {data.n_items} items); "
@@ -94,7 +94,7 @@ class LightFMAlgorithm:
         weights = sp.coo_matrix(
             (train.rating.astype(np.float32) + 1.0, (train.user, train.item)), shape=(data.n_users, data.n_items)
         )
-        shared = _SharedArrays(data, train, self.mode)
+        user_cold = _cold_users(data, train, self.mode)
 
         def run(epochs: int) -> None:
             lightfm.fit_partial(
@@ -105,7 +105,7 @@ class LightFMAlgorithm:
         if ctx.evaluate is None:
             epochs = int(params.get("epochs", DEFAULT_EPOCHS))
             run(epochs)
-            model = self._export(lightfm, features, shared)
+            model = self._export(lightfm, features, user_cold)
         else:
             max_epochs = int(params.get("max_epochs", DEFAULT_MAX_EPOCHS))
             patience = int(params.get("patience", DEFAULT_PATIENCE))
@@ -113,7 +113,7 @@ class LightFMAlgorithm:
             best_score, model, epochs = -np.inf, None, 0
             for epoch in range(1, max_epochs + 1):
                 run(1)
-                candidate = self._export(lightfm, features, shared)
+                candidate = self._export(lightfm, features, user_cold)
                 score = float(ctx.evaluate(candidate))
                 scores.append(score)
                 if model is None or score > best_score:
@@ -128,48 +128,31 @@ class LightFMAlgorithm:
         if self.mode == "mf":
             extra["cold_projection"] = bool(params.get("cold_projection", True))
             if extra["cold_projection"]:
-                info["projected_users"] = project_cold_users(model, user_side_matrix(data), ~shared.user_cold)
-        model.params = chosen | extra
-        model.info |= info
+                model, info["projected_users"] = project_cold_users(model, user_side_matrix(data), ~user_cold)
+        model.params.update(chosen | extra)
+        model.info.update(info)
         return model
 
-    def _export(self, lightfm: LightFM, features: FeatureSet, shared: "_SharedArrays") -> TrainedModel:
+    def _export(self, lightfm: LightFM, features: FeatureSet, user_cold: np.ndarray) -> FactorModel:
         user_biases, user_vectors = lightfm.get_user_representations(features.user)
         item_biases, item_vectors = lightfm.get_item_representations(features.item)
-        item_vectors = np.array(item_vectors, dtype=np.float32, copy=True)
-        norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
-        similarity = np.divide(item_vectors, norms, out=np.zeros_like(item_vectors), where=norms > 0)
-        data = shared.data
-        return model_for(
-            data,
-            self.name,
-            kind=FACTORS,
+        return FactorModel(
             user_factors=np.array(user_vectors, dtype=np.float32, copy=True),
-            item_factors=item_vectors,
+            item_factors=np.array(item_vectors, dtype=np.float32, copy=True),
             user_biases=np.array(user_biases, dtype=np.float32, copy=True),
             item_biases=np.array(item_biases, dtype=np.float32, copy=True),
-            positives=shared.positives,
-            user_cold=shared.user_cold.copy(),
-            popularity=shared.popularity,
-            similarity_vectors=similarity,
-            item_warm=shared.item_warm,
+            user_cold=user_cold.copy(),
         )
 
 
-class _SharedArrays:
-    """Arrays that do not change between epochs of one fit."""
-
-    def __init__(self, data: TenantData, train: Interactions, mode: str):
-        self.data = data
-        self.positives = positives_matrix(data, train)
-        self.popularity = popularity_scores(train, data.n_items)
-        self.item_warm = warm_items(data, train)
-        # In mf a user without training interactions has only a random initial vector; in partial/hybrid the
-        # user's features give a meaningful one.
-        self.user_cold = np.zeros(data.n_users, dtype=bool)
-        if mode == "mf":
-            self.user_cold[:] = True
-            self.user_cold[train.user] = False
+def _cold_users(data: TenantData, train: Interactions, mode: str) -> np.ndarray:
+    """In mf a user without training interactions has only a random initial vector; in partial/hybrid the user's
+    features give a meaningful one."""
+    user_cold = np.zeros(data.n_users, dtype=bool)
+    if mode == "mf":
+        user_cold[:] = True
+        user_cold[train.user] = False
+    return user_cold
 
 
 for _mode in MODES:

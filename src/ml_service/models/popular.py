@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import Interactions, TenantData
-from ml_service.models.base import FACTORS, FitContext, TrainedModel, model_for
+from ml_service.models.base import FitContext
+from ml_service.models.parts import FactorModel
 from ml_service.models.registry import register
 
 DEFAULT_HALF_LIFE_DAYS = 30.0
@@ -58,22 +59,17 @@ class PopularAlgorithm:
             {"half_life_days": float("inf")},
         ]
 
-    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> TrainedModel:
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
         half_life = float(params.get("half_life_days", DEFAULT_HALF_LIFE_DAYS))
         popularity = popularity_scores(train, data.n_items, half_life)
         # One zero column rather than none: zero-size arrays cannot be memory-mapped by the store.
-        return model_for(
-            data,
-            self.name,
-            kind=FACTORS,
+        # Serving's popularity (models/extras.py) is computed with the same half-life.
+        return FactorModel(
             user_factors=np.zeros((data.n_users, 1), dtype=np.float32),
             item_factors=np.zeros((data.n_items, 1), dtype=np.float32),
             user_biases=np.zeros(data.n_users, dtype=np.float32),
-            item_biases=popularity.copy(),
-            positives=positives_matrix(data, train),
+            item_biases=popularity,
             user_cold=np.zeros(data.n_users, dtype=bool),
-            popularity=popularity,
-            item_warm=warm_items(data, train),
             params={"half_life_days": half_life},
         )
 

@@ -7,7 +7,9 @@ import scipy.linalg
 import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 
-from ml_service.models.base import TrainedModel
+import dataclasses
+
+from ml_service.models.parts import FactorModel
 
 DEFAULT_RIDGE_ALPHA = 1.0
 # Up to this many feature columns the ridge is solved from its normal equations (a dense d x d system, well
@@ -17,39 +19,36 @@ DENSE_SOLVE_MAX_FEATURES = 4000
 
 
 def project_cold_users(
-    model: TrainedModel, user_side: sp.csr_matrix, warm_mask: np.ndarray, *, alpha: float = DEFAULT_RIDGE_ALPHA
-) -> int:
-    """Fill the factor rows (and biases) of users not in `warm_mask` from their side features; return how many.
+    part: FactorModel, user_side: sp.csr_matrix, warm_mask: np.ndarray, *, alpha: float = DEFAULT_RIDGE_ALPHA
+) -> tuple[FactorModel, int]:
+    """The part with the factor rows (and biases) of users not in `warm_mask` filled from their side features, and
+    how many were.
 
     The regression is fitted on warm users (their side features -> their factor vector and bias). A cold user is
     projected only when they have at least one side feature (otherwise the regression could only return the mean
     warm user); projected users are marked not cold. Does nothing when no warm user has side features.
     """
-    assert model.user_factors is not None
     warm_mask = np.asarray(warm_mask, dtype=bool)
     user_side = sp.csr_matrix(user_side, dtype=np.float32)
     has_features = np.diff(user_side.indptr) > 0
     cold = np.flatnonzero(~warm_mask & has_features)
     train = np.flatnonzero(warm_mask & has_features)
     if cold.size == 0 or train.size < 2 or user_side.shape[1] == 0:
-        return 0
-    biases = model.user_biases if model.user_biases is not None else np.zeros(model.n_users, np.float32)
-    targets = np.hstack([np.asarray(model.user_factors[train], np.float64), np.asarray(biases[train], np.float64)[:, None]])
+        return part, 0
+    targets = np.hstack([np.asarray(part.user_factors[train], np.float64), np.asarray(part.user_biases[train], np.float64)[:, None]])
     if user_side.shape[1] <= DENSE_SOLVE_MAX_FEATURES:
         projected = _ridge_normal_equations(user_side[train], targets, user_side[cold], alpha)
     else:
         ridge = Ridge(alpha=alpha, fit_intercept=True).fit(user_side[train], targets)
         projected = ridge.predict(user_side[cold]).astype(np.float32)
-    # The store may hand us read-only (memory-mapped) arrays; write into fresh copies.
-    model.user_factors = np.array(model.user_factors, dtype=np.float32, copy=True)
-    model.user_factors[cold] = projected[:, :-1]
-    if model.user_biases is not None:
-        model.user_biases = np.array(model.user_biases, dtype=np.float32, copy=True)
-        model.user_biases[cold] = projected[:, -1]
-    if model.user_cold is not None:
-        model.user_cold = np.array(model.user_cold, dtype=bool, copy=True)
-        model.user_cold[cold] = False
-    return int(cold.size)
+    # The part is frozen and its arrays may be read-only (memory-mapped): write into fresh copies.
+    user_factors = np.array(part.user_factors, dtype=np.float32, copy=True)
+    user_factors[cold] = projected[:, :-1]
+    user_biases = np.array(part.user_biases, dtype=np.float32, copy=True)
+    user_biases[cold] = projected[:, -1]
+    user_cold = np.array(part.user_cold, dtype=bool, copy=True)
+    user_cold[cold] = False
+    return dataclasses.replace(part, user_factors=user_factors, user_biases=user_biases, user_cold=user_cold), int(cold.size)
 
 
 def _ridge_normal_equations(x: sp.csr_matrix, y: np.ndarray, x_new: sp.csr_matrix, alpha: float) -> np.ndarray:

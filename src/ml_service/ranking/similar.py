@@ -42,7 +42,7 @@ def similar(
     content = _uses_content(model, items)
     for family in np.unique(families).tolist():
         candidates = family_candidates(model, family, exclude)
-        for use_content, vectors in ((False, model.similarity_vectors), (True, model.content_vectors)):
+        for use_content, vectors in ((False, model.extras.similarity_vectors), (True, model.extras.content_vectors)):
             group = np.flatnonzero((families == family) & (content == use_content))
             if vectors is None or group.size == 0 or candidates.size == 0:
                 continue
@@ -74,9 +74,9 @@ def _similar_one(
     elif exclude is not None:
         raise ValueError("pass either exclude or precomputed family_items, not both")
     if _uses_content(model, item):
-        vectors, block = model.content_vectors, family_content
+        vectors, block = model.extras.content_vectors, family_content
     else:
-        vectors, block = model.similarity_vectors, family_vectors
+        vectors, block = model.extras.similarity_vectors, family_vectors
     if vectors is None:
         return family_items[:0], np.zeros(0, np.float32)
     if block is None:
@@ -110,8 +110,9 @@ def _similar_rows(out: Lists, rows: np.ndarray, targets: np.ndarray, candidates:
 def _uses_content(model: TrainedModel, items: int | np.ndarray) -> bool | np.ndarray:
     """Per target (bool, or one for all): rank by content vectors (cold items, or no similarity vectors) rather
     than by similarity vectors."""
-    if model.content_vectors is None:
+    extras = model.extras
+    if extras.content_vectors is None:
         return False
-    if model.similarity_vectors is None or model.item_warm is None:
-        return model.similarity_vectors is None
-    return ~np.asarray(model.item_warm, dtype=bool)[items]
+    if extras.similarity_vectors is None:
+        return True
+    return ~np.asarray(extras.item_warm, dtype=bool)[items]

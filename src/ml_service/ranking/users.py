@@ -8,7 +8,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ml_service.models.base import FACTORS, TrainedModel, score_users
+from ml_service.models.base import TrainedModel, score_users
+from ml_service.models.parts import FactorModel
 from ml_service.ranking.select import (
     DEMOTE, EXCLUDE, REFERENCE_DEMOTION, Lists, check_seen_policy, mark_seen, select_one, top_k_rows, type_candidates,
 )
@@ -38,13 +39,11 @@ def score(model: TrainedModel, users: Sequence[int] | np.ndarray, seen: tuple[np
     users = np.asarray(users, dtype=np.int64)
     known = users >= 0
     scores = score_users(model, np.where(known, users, 0))
-    fallback = ~known
-    if model.user_cold is not None:
-        fallback |= known & np.asarray(model.user_cold)[np.where(known, users, 0)]
+    fallback = ~known | (known & np.asarray(model.scoring.user_cold)[np.where(known, users, 0)])
     if fallback.any():
-        scores[fallback] = _popularity(model)
+        scores[fallback] = np.asarray(model.extras.popularity, dtype=np.float32)
     if seen is None:
-        seen = _seen_entries(model.positives, users)
+        seen = _seen_entries(model.extras.positives, users)
     return Scored(users, scores, *seen)
 
 
@@ -106,15 +105,16 @@ def _rank_one(
     type_popularity: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One learner's list: (items, scores). Scores only `candidates` when their factor rows are given."""
-    if user is None or (model.user_cold is not None and model.user_cold[user]):
-        values = type_popularity if type_popularity is not None else _popularity(model)[candidates]
-    elif type_factors is not None and model.kind == FACTORS:
-        values = _score_type_items(model, user, candidates, type_factors, type_biases)
+    part = model.scoring
+    if user is None or part.user_cold[user]:
+        values = type_popularity if type_popularity is not None else np.asarray(model.extras.popularity, np.float32)[candidates]
+    elif type_factors is not None and isinstance(part, FactorModel):
+        values = _score_type_items(part, user, candidates, type_factors, type_biases)
     else:
         values = score_users(model, np.array([user]))[0][candidates]
     is_seen = None
-    if user is not None and model.positives is not None:
-        seen = _positive_items(model.positives, user)
+    if user is not None:
+        seen = _positive_items(model.extras.positives, user)
         if seen.size:
             seen_mask = np.zeros(model.n_items, dtype=bool)
             seen_mask[seen] = True
@@ -167,22 +167,17 @@ def _block_entries(scored: Scored, rows: np.ndarray, candidates: np.ndarray, n_i
 
 
 def _score_type_items(
-    model: TrainedModel, user: int, type_items: np.ndarray, type_factors: np.ndarray, type_biases: np.ndarray | None = None
+    part: FactorModel, user: int, type_items: np.ndarray, type_factors: np.ndarray, type_biases: np.ndarray | None = None
 ) -> np.ndarray:
     """score_users for one user at `type_items` (position by position), from precomputed factor rows."""
-    assert model.user_factors is not None
-    part = type_factors @ np.asarray(model.user_factors[user], dtype=np.float32)
-    if model.item_biases is not None:
-        part += type_biases if type_biases is not None else np.asarray(model.item_biases, dtype=np.float32)[type_items]
-    if model.user_biases is not None:
-        part += np.float32(model.user_biases[user])
-    return part
+    scores = type_factors @ np.asarray(part.user_factors[user], dtype=np.float32)
+    scores += type_biases if type_biases is not None else np.asarray(part.item_biases, dtype=np.float32)[type_items]
+    scores += np.float32(part.user_biases[user])
+    return scores
 
 
 def _seen_entries(positives: object, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row in users, item) of the users' positive entries (unknown users, -1, have none)."""
-    if positives is None:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     known = np.flatnonzero(users >= 0)
     if not (isinstance(positives, sp.csr_matrix) or getattr(positives, "format", None) == "csr"):
         positives = sp.csr_matrix(np.asarray(positives))
@@ -205,8 +200,3 @@ def _positive_items(positives: object, user: int) -> np.ndarray:
         return row.indices[row.data > 0]
     return np.flatnonzero(np.asarray(row).ravel() > 0)
 
-
-def _popularity(model: TrainedModel) -> np.ndarray:
-    if model.popularity is not None:
-        return np.asarray(model.popularity, dtype=np.float32)
-    return np.zeros(model.n_items, dtype=np.float32)

@@ -7,7 +7,6 @@ one. Where a version folder lives, how it becomes visible and which one is serve
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -25,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ml_service.data.tenant import ITEM_TYPES
-from ml_service.models.base import TrainedModel
+from ml_service.models.base import ARRAY_NAMES, TrainedModel, model_from_arrays
 from ml_service.store.files import write_file
 
 FORMAT_VERSION = 1
@@ -113,25 +112,15 @@ def json_default(value: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------------- checks
 def check_publishable(model: TrainedModel, tenant: str) -> None:
-    """StoreError naming the array when a model could put non-finite scores or unknown item types on the wire."""
-    try:
-        model.validate()
-    except ValueError as exc:
-        raise StoreError(f"refusing to publish an inconsistent model for tenant {tenant}: {exc}") from exc
-    types = np.asarray(model.item_types)
-    if types.dtype.kind not in "iu":
-        raise StoreError(f"refusing to publish tenant {tenant}'s model: model.item_types has dtype {types.dtype}, expected integer type codes")
-    if types.size:
-        names = model.type_names  # the five known types, then the tenant's newer ones (validate() checked them)
-        bad = np.flatnonzero((types < 0) | (types >= len(names)))
-        if bad.size:
-            raise StoreError(
-                f"refusing to publish tenant {tenant}'s model: model.item_types[{int(bad[0])}] is {int(types[bad[0]])}, expected a code in "
-                f"0..{len(names) - 1} ({', '.join(names)}); {bad.size} item(s) out of range"
-            )
-    for field in dataclasses.fields(model):
-        value = getattr(model, field.name)
+    """StoreError naming the array when a model could put non-finite scores or unknown item types on the wire.
+
+    The parts validated themselves when built; this checks again (arrays can be changed in place) with the
+    position of the first bad value.
+    """
+    for name, value in model.arrays().items():
         values = value.data if sp.issparse(value) else value
+        if isinstance(values, np.ndarray) and values.dtype.hasobject:
+            raise StoreError(f"model.{name} has dtype {values.dtype}: object arrays cannot be stored (no pickle)")
         if not isinstance(values, np.ndarray) or values.dtype.kind not in "fc" or values.size == 0:
             continue
         finite = np.isfinite(values)
@@ -139,10 +128,25 @@ def check_publishable(model: TrainedModel, tenant: str) -> None:
             position = np.unravel_index(int(np.flatnonzero(~finite.ravel())[0]), values.shape)
             where = "data of the sparse matrix " if sp.issparse(value) else ""
             raise StoreError(
-                f"refusing to publish tenant {tenant}'s model: model.{field.name} ({where}shape {tuple(value.shape)}) holds "
+                f"refusing to publish tenant {tenant}'s model: model.{name} ({where}shape {tuple(value.shape)}) holds "
                 f"{int((~finite).sum())} non-finite value(s) (NaN or inf), the first {values[position]} at "
                 f"{tuple(int(i) for i in position)}"
             )
+    types = np.asarray(model.item_types)
+    if types.dtype.kind not in "iu":
+        raise StoreError(f"refusing to publish tenant {tenant}'s model: model.item_types has dtype {types.dtype}, expected integer type codes")
+    if types.size:
+        names = model.type_names  # the five known types, then the tenant's newer ones (validate() below checks them)
+        bad = np.flatnonzero((types < 0) | (types >= len(names)))
+        if bad.size:
+            raise StoreError(
+                f"refusing to publish tenant {tenant}'s model: model.item_types[{int(bad[0])}] is {int(types[bad[0]])}, expected a code in "
+                f"0..{len(names) - 1} ({', '.join(names)}); {bad.size} item(s) out of range"
+            )
+    try:
+        model.validate()
+    except ValueError as exc:
+        raise StoreError(f"refusing to publish an inconsistent model for tenant {tenant}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------------- writing
@@ -150,18 +154,17 @@ def write_version(folder: Path, tenant: str, version: str, model: TrainedModel) 
     """Write every array of `model` as .npy, the ids as JSON and meta.json (sizes + SHA-256) into `folder`."""
     files: dict[str, dict[str, Any]] = {}
     arrays: dict[str, dict[str, Any]] = {}
-    for field in dataclasses.fields(model):
-        value = getattr(model, field.name)
+    for name, value in model.arrays().items():  # the parts' arrays under their stored names: the layout on disk
         if isinstance(value, np.ndarray):
-            _save_array(folder, f"{field.name}.npy", value, files, field.name)
-            arrays[field.name] = {"format": "dense", "shape": list(value.shape), "dtype": value.dtype.str}
+            _save_array(folder, f"{name}.npy", value, files, name)
+            arrays[name] = {"format": "dense", "shape": list(value.shape), "dtype": value.dtype.str}
         elif sp.issparse(value):
             csr = sp.csr_matrix(value)
             for part in _CSR_PARTS:
-                _save_array(folder, f"{field.name}.{part}.npy", getattr(csr, part), files, field.name)
-            arrays[field.name] = {"format": "csr", "shape": list(csr.shape), "dtype": csr.dtype.str}
-        elif value is not None and ("ndarray" in str(field.type) or "csr_matrix" in str(field.type)):
-            raise StoreError(f"model.{field.name} is a {type(value).__name__}, expected a numpy array or a scipy sparse matrix")
+                _save_array(folder, f"{name}.{part}.npy", getattr(csr, part), files, name)
+            arrays[name] = {"format": "csr", "shape": list(csr.shape), "dtype": csr.dtype.str}
+        else:
+            raise StoreError(f"model.{name} is a {type(value).__name__}, expected a numpy array or a scipy sparse matrix")
     for name in ("user_ids", "item_ids"):
         ids = getattr(model, name)
         for position, value in enumerate(ids):
@@ -263,7 +266,7 @@ def load_version(tenant: str, version: str, folder: Path, *, mmap: bool, hashes:
     meta = read_meta(tenant, version, folder)
     check_files(tenant, version, folder, meta, hashes=hashes)
     files = meta["files"]
-    known = {f.name for f in dataclasses.fields(TrainedModel)}
+    known = set(ARRAY_NAMES)
     values: dict[str, Any] = {}
     for field, spec in meta["arrays"].items():
         if field not in known:
@@ -289,7 +292,7 @@ def load_version(tenant: str, version: str, folder: Path, *, mmap: bool, hashes:
     if not isinstance(type_names, list) or not all(isinstance(name, str) for name in type_names):
         raise CorruptVersionError(tenant, version, META_FILE, "'item_type_names' is not a list of strings")
     try:
-        model = TrainedModel(
+        model = model_from_arrays(
             algorithm=meta["algorithm"],
             kind=meta["kind"],
             type_names=tuple(type_names),
@@ -298,7 +301,6 @@ def load_version(tenant: str, version: str, folder: Path, *, mmap: bool, hashes:
             info=dict(meta.get("info") or {}),
             **values,
         )
-        model.validate()
     except (TypeError, ValueError) as exc:
         raise CorruptVersionError(tenant, version, META_FILE, f"the arrays do not form a valid model: {exc}") from None
     return LoadedModel(tenant=tenant, version=version, model=model, meta=meta)

@@ -20,11 +20,12 @@ from ml_service.data.tenant import TenantData
 from ml_service.models import registry
 from ml_service.models.base import TrainedModel
 from ml_service.source.base import ExportSnapshot, TenantFiles
+from ml_service.training.context import TrainContext
 from ml_service.training.logs import SummaryRow, append_jsonl, append_summary
 from ml_service.training.prepared import Preloaded, finish_model, fingerprint
 
 if TYPE_CHECKING:
-    from ml_service.training.pipeline import Reporter, TenantResult
+    from ml_service.training.result import Reporter, TenantResult
 
 log = logging.getLogger("ml_service.training")
 
@@ -58,11 +59,10 @@ def quick_model(data: TenantData, settings: Settings) -> TrainedModel:
 
     started = time.monotonic()
     popular = registry.get(QUICK_ALGORITHM)
-    tuned = tune(popular, data, threads=settings.num_threads, seed=settings.seed,
-                 identity=settings.identity_features, protocol=settings.validation_protocol)
-    model = fit_final(popular, data, tuned.params, settings.num_threads, settings.seed,
-                      validation_metrics=tuned.validation_metrics)
-    finish_model(model, data, settings, started, stage="quick")
+    ctx = TrainContext.of(data, settings)  # no deadline: popular's three fits take seconds
+    tuned = tune(popular, ctx)
+    model = fit_final(popular, tuned.params, ctx, validation_metrics=tuned.validation_metrics)
+    finish_model(model, ctx, started, stage="quick")
     return model
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from ml_service.data.tenant import TenantData
 from ml_service.models import registry
-from ml_service.models.base import FACTORS, Algorithm, TrainedModel
+from ml_service.models.base import Algorithm, TrainedModel
+from ml_service.models.parts import FactorModel
 from ml_service.training.blend import BLEND_WEIGHTS, blend, can_blend, inverse_spread
+from ml_service.training.context import TrainContext
 from ml_service.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
@@ -54,26 +55,20 @@ def cost_order(names: Sequence[str], data: TenantData) -> list[str]:
 
 
 def train_auto(
-    data: TenantData,
+    ctx: TrainContext,
     *,
-    threads: int = 1,
-    seed: int = 42,
-    budget_s: float = 600.0,
-    identity: bool = False,
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
     algorithms: Mapping[str, Algorithm] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    protocol: str = "random",
     on_candidate: Callable[[str, int, int], None] | None = None,
 ) -> AutoResult:
-    """Tune `popular` and then each candidate (cheapest first) until `budget_s` is spent; refit the best on all data.
+    """Tune `popular` and then each candidate (cheapest first) until ctx.budget_s is spent; refit the best on all data.
 
     Every candidate is validated on the same seeded split (tune's), scored by NDCG@10. A candidate wins only
     when it scores strictly above popular; otherwise popular is served. Then, time permitting, the best factor
     model is blended (training/blend.py) with each of the next BLEND_PARTNERS and each of BLEND_WEIGHTS on the
     same split; the best blend wins when it validates strictly above the best single model, and both models
     are refitted on all data for it (choice "<first>+<second>"). `algorithms` overrides the registry by name
-    (tests use it to set limits). The choice, scores, times, skips and the blend's scores go into
+    (tests use it to set limits); ctx.clock times the budget (tests pass their own). The choice, scores, times, skips and the blend's scores go into
     model.info["auto"].
     """
     from ml_service.training.tune import fit_final, tune
@@ -83,14 +78,15 @@ def train_auto(
             return algorithms[name]
         return registry.get(name)
 
-    started = clock()
-    deadline = started + budget_s
+    data, clock, budget_s = ctx.data, ctx.clock, ctx.budget_s
+    ctx = ctx.started()
+    deadline = ctx.deadline
+    assert deadline is not None
     result_scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     params: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
-    features: dict[Any, Any] = {}  # feature matrices and content vectors, built once and shared by all candidates
     on_train: dict[str, TrainedModel] = {}  # each candidate's best model fitted on the validation split's train part
 
     order = [BASELINE] + [name for name in cost_order(candidates, data) if name != BASELINE]
@@ -117,10 +113,7 @@ def train_auto(
             continue
         begun = clock()
         try:
-            tuned = tune(
-                chosen, data, threads=threads, seed=seed, deadline=deadline, identity=identity, features=features,
-                protocol=protocol,
-            )
+            tuned = tune(chosen, ctx)  # ctx.features: matrices and content vectors shared by all candidates
         except Exception as exc:  # one failing algorithm must not cost the tenant its model
             if name == BASELINE:
                 raise
@@ -141,7 +134,7 @@ def train_auto(
     begun = clock()
     tried_blend: dict[str, Any] = {}
     if clock() < deadline:
-        tried_blend = _best_blend(data, on_train, result_scores, seed, protocol)
+        tried_blend = _best_blend(ctx, on_train, result_scores)
         if tried_blend:
             seconds["blend"] = round(clock() - begun, 3)
     if tried_blend and tried_blend["score"] > result_scores[choice]:
@@ -149,19 +142,13 @@ def train_auto(
         choice = f"{pair[0]}+{pair[1]}"
         result_scores[choice] = tried_blend["score"]
         begun = clock()
-        finals = [
-            fit_final(algorithm(name), data, params[name], threads, seed, identity=identity, features=features)
-            for name in pair
-        ]
+        finals = [fit_final(algorithm(name), params[name], ctx) for name in pair]
         model = blend(finals[0], finals[1], tried_blend["weight"], choice)
         model.metrics = tried_blend["metrics"]
         params[choice] = dict(model.params)
     else:
         begun = clock()
-        model = fit_final(
-            algorithm(choice), data, params[choice], threads, seed,
-            identity=identity, validation_metrics=metrics[choice], features=features,
-        )
+        model = fit_final(algorithm(choice), params[choice], ctx, validation_metrics=metrics[choice])
     model.info["auto"] = {
         "choice": choice,
         "metric": METRIC,
@@ -176,9 +163,7 @@ def train_auto(
     return AutoResult(model, choice, result_scores, seconds, skipped, params)
 
 
-def _best_blend(
-    data: TenantData, on_train: Mapping[str, TrainedModel], scores: Mapping[str, float], seed: int, protocol: str
-) -> dict[str, Any]:
+def _best_blend(ctx: TrainContext, on_train: Mapping[str, TrainedModel], scores: Mapping[str, float]) -> dict[str, Any]:
     """The best validated blend of the best factor model with one of the next BLEND_PARTNERS, or {} if none.
 
     Only models that beat popular take part. A partner from another family can add more than a near-copy of
@@ -192,11 +177,12 @@ def _best_blend(
     ranked = sorted(
         (name for name in on_train if name != BASELINE and scores.get(name, 0.0) > floor), key=lambda n: -scores[n]
     )
-    first = next((name for name in ranked if on_train[name].kind == FACTORS), None)
+    first = next((name for name in ranked if isinstance(on_train[name].scoring, FactorModel)), None)
     if first is None:
         return {}
     partners = [name for name in ranked if name != first and can_blend(on_train[first], on_train[name])]
-    split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)  # the split tune() used
+    data = ctx.data
+    split = holdout_split(data, VALIDATION_FRACTION, seed=ctx.seed, protocol=ctx.protocol)  # the split tune() used
     best: dict[str, Any] = {}
     tried: dict[str, float] = {}
     first_inverse = inverse_spread(on_train[first])

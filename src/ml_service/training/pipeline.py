@@ -4,109 +4,47 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ml_service.config import Settings
 from ml_service.data.tenant import DataError, TenantData
 from ml_service.models import registry
-from ml_service.models.base import TrainedModel
 from ml_service.source.base import ExportSnapshot, Source, SourceError, TenantFiles
 from ml_service.stage_clock import measuring, stage
 from ml_service.store.files import DiskFullError
 from ml_service.store.format import BadPointerError, StoreError
+from ml_service.training.context import TrainContext
 from ml_service.training.prepared import Preloaded, finish_model, fingerprint
-from ml_service.training.logs import (
-    DOWNLOAD_FAILED_MSG,
-    SummaryRow,
-    append_jsonl,
-    append_summary,
-    join_list,
-    summary_timestamp,
-)
+from ml_service.training.logs import DOWNLOAD_FAILED_MSG, SummaryRow, append_jsonl, append_summary, summary_timestamp
+from ml_service.training.result import SMALL_TENANT_MSG, Reporter, RunResult, TenantResult
+
+__all__ = ["SMALL_TENANT_MSG", "Reporter", "RunResult", "TenantResult", "run_training", "train_tenant"]
 
 log = logging.getLogger("ml_service.training")
-
-SMALL_TENANT_MSG = (
-    "The number of users or items is too small to train a model for tenant {tenant}: "
-    "it is served its most popular items of each type"
-)
-Reporter = Callable[[str, dict[str, Any]], None]  # (event, details): "tenant-start", "stage", "tenant-done"
-
-
-@dataclass
-class TenantResult:
-    """What training one tenant produced: a model to publish (or None) and what to log."""
-
-    tenant: str
-    state: str  # "trained" | "fallback" (too little data: popular model) | "failed" (previous model kept)
-    msg: str  # "success", the reference's skip message, or what went wrong
-    algorithm: str
-    model: TrainedModel | None = None
-    version: str | None = None
-    sizes: dict[str, int] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def summary_row(self, timestamp: str) -> SummaryRow:
-        search = (self.model.info.get("search") if self.model else None) or {}
-        ok = self.state == "trained"
-        return SummaryRow(
-            timestamp=timestamp,
-            algorithm=self.algorithm,
-            tenant=self.tenant,
-            msg=self.msg,
-            epochs=join_list(search.get("epochs", [])) if ok else "",
-            n_embeddings=join_list(search.get("components", [])) if ok else "",
-            score=join_list(f"{s:.4f}" for s in search.get("scores", [])) if ok else "",
-        )
-
-    def as_record(self) -> dict[str, Any]:
-        model = self.model
-        return {
-            "tenant": self.tenant,
-            "state": self.state,
-            "msg": self.msg,
-            "algorithm": self.algorithm,
-            "version": self.version,
-            "sizes": self.sizes,
-            "seconds": self.seconds,
-            "params": model.params if model else {},
-            "metrics": model.metrics if model else {},
-            "auto": model.info.get("auto") if model else None,
-            "load_report": model.info.get("load_report") if model else None,
-        }
-
-
-@dataclass
-class RunResult:
-    """One training run over all tenants of a snapshot."""
-
-    ok: bool  # False when nothing could be fetched or any tenant failed
-    tenants: list[TenantResult]
-    error: str = ""
-    seconds: float = 0.0
-
 
 def train_tenant(
     data: TenantData, settings: Settings, *, algorithm: str | None = None, reporter: Reporter | None = None
 ) -> TenantResult:
-    """Fit the model for one tenant's data: a pure function of the data and the settings."""
+    """Fit the model for one tenant's data: a pure function of the data and the settings.
+
+    pipeline → (auto | one algorithm) → tune → models, each handed one TrainContext (data, budget, seed, threads).
+    """
     name = algorithm or settings.algorithm
     sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
     started = time.monotonic()
+    ctx = TrainContext.of(data, settings)
     if data.n_users < settings.min_users or data.n_items < settings.min_items:
         from ml_service.training.tune import fit_final
 
-        model = fit_final(registry.get("popular"), data, {}, settings.num_threads, settings.seed)
+        model = fit_final(registry.get("popular"), {}, ctx)
         msg = SMALL_TENANT_MSG.format(tenant=data.tenant)
         state, used = "fallback", "popular"
     elif name == "auto":
         from ml_service.training.auto import train_auto
 
         result = train_auto(
-            data, threads=settings.num_threads, seed=settings.seed, budget_s=settings.auto_time_budget_s,
-            identity=settings.identity_features, protocol=settings.validation_protocol,
+            ctx,
             on_candidate=None if reporter is None else (
                 lambda cand, pos, total: reporter("candidate", {"tenant": data.tenant, "candidate": cand, "position": pos, "total": total})
             ),
@@ -121,15 +59,9 @@ def train_tenant(
         from ml_service.training.tune import fit_final, tune
 
         chosen = registry.get(name)
-        deadline = time.monotonic() + settings.auto_time_budget_s
-        tuned = tune(
-            chosen, data, threads=settings.num_threads, seed=settings.seed, deadline=deadline,
-            identity=settings.identity_features, protocol=settings.validation_protocol,
-        )
-        model = fit_final(
-            chosen, data, tuned.params, settings.num_threads, settings.seed, identity=settings.identity_features,
-            validation_metrics=tuned.validation_metrics, features=tuned.features,
-        )
+        ctx = ctx.started()
+        tuned = tune(chosen, ctx)
+        model = fit_final(chosen, tuned.params, ctx, validation_metrics=tuned.validation_metrics)
         model.info["search"] = {
             "epochs": [c["params"].get("epochs", "") for c in tuned.candidates],
             "components": [_components(c["params"]) for c in tuned.candidates],
@@ -137,7 +69,7 @@ def train_tenant(
         }
         model.info["tuning"] = {"fits": tuned.fits, "seconds": round(tuned.seconds, 3)}
         msg, state, used = "success", "trained", name
-    seconds = finish_model(model, data, settings, started, stage="final")
+    seconds = finish_model(model, ctx, started, stage="final")
     return TenantResult(data.tenant, state, msg, used, model, sizes=sizes, seconds=seconds)
 
 

@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml_service.config import Settings
-from ml_service.data.recent import recent_interactions
 from ml_service.data.tenant import TenantData
 from ml_service.models.base import TrainedModel
+from ml_service.models.extras import serving_extras
 from ml_service.source.base import TenantFiles
+from ml_service.training.context import TrainContext
 
 
 @dataclass
@@ -35,24 +35,18 @@ def fingerprint(files: TenantFiles) -> str:
     return digest.hexdigest()
 
 
-def finish_model(model: TrainedModel, data: TenantData, settings: Settings, started: float, *, stage: str) -> dict[str, float]:
-    """Add what serving needs besides scores (similar items, content vectors) and the run's facts; the seconds."""
-    if data.n_items > 0 and len(data.interactions) > 0:
-        from ml_service.models.similarity import POPULARITY_EXPONENT, similar_item_vectors
-
-        # Similar items come from co-occurrence for every algorithm: it measured better than any model's own
-        # item vectors (benchmarks/results/similar_items.json).
-        model.similarity_vectors, model.item_warm = similar_item_vectors(data, data.interactions, seed=settings.seed)
-        model.info["similar_items"] = {"method": "co-occurrence", "popularity_exponent": POPULARITY_EXPONENT}
-    if model.content_vectors is None and data.n_items > 0:
-        from ml_service.data.features import item_content_vectors
-
-        model.content_vectors = item_content_vectors(data)  # similar items for content without interactions
-    model.recent = recent_interactions(data, settings.recent_per_learner)  # the dashboard's try it shows them with dates
+def finish_model(model: TrainedModel, ctx: TrainContext, started: float, *, stage: str) -> dict[str, float]:
+    """Build what serves beside the final fit's scoring part, once (models/extras.py), and record the run's facts;
+    the seconds."""
+    data = ctx.data
+    model.extras = serving_extras(
+        data, model.scoring, seed=ctx.seed, features=ctx.features, recent_per_learner=ctx.recent_per_learner,
+        info=model.info, base=model.extras,
+    )
     seconds = {"train": round(time.monotonic() - started, 3)}
     sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
     # stage: "quick" (anytime's first popular model) or "final"; the protocol tells whether two metrics compare.
     model.info.update({"tenant": data.tenant, "sizes": sizes, "load_report": data.report.as_dict(), "stage": stage,
-                       "validation_protocol": settings.validation_protocol})
+                       "validation_protocol": ctx.protocol})
     model.info.setdefault("seconds", {}).update(seconds)
     return seconds

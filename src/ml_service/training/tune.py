@@ -6,8 +6,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ml_service.data.tenant import TenantData
-from ml_service.models.base import Algorithm, FitContext, TrainedModel
+from ml_service.models.base import Algorithm, FitContext, TrainedModel, assemble
+from ml_service.models.extras import validation_extras
+from ml_service.models.parts import ScoringPart
+from ml_service.training.context import TrainContext
 from ml_service.training.metrics import evaluate, ndcg_at_k
 from ml_service.training.split import holdout_split, sample_test_users
 
@@ -32,43 +34,39 @@ class TuneResult:
     features: dict[Any, Any] = field(default_factory=dict)  # the feature cache, reusable by fit_final
 
 
-def tune(
-    algorithm: Algorithm,
-    data: TenantData,
-    *,
-    threads: int,
-    seed: int,
-    deadline: float | None = None,
-    identity: bool = False,
-    features: dict[Any, Any] | None = None,
-    protocol: str = "random",
-) -> TuneResult:
-    """Try algorithm.candidates(data) in order on a seeded hold-out of `data` and keep the best by NDCG@10.
+def tune(algorithm: Algorithm, ctx: TrainContext) -> TuneResult:
+    """Try algorithm.candidates(data) in order on a seeded hold-out of ctx.data and keep the best by NDCG@10.
 
-    `deadline` is a time.monotonic() value: no new candidate starts after it, but the first always runs (and
-    iterative fits also stop early at it). `features` is a shared (mode, identity) -> FeatureSet cache.
-    `protocol` is the validation hold-out: "random" or "latest" (each user's newest positives). Early stopping
+    ctx.deadline is a time.monotonic() value: no new candidate starts after it, but the first always runs (and
+    iterative fits also stop early at it). ctx.features is the shared (mode, identity) -> FeatureSet cache.
+    ctx.protocol is the validation hold-out: "random" or "latest" (each user's newest positives). Early stopping
     within a fit scores a seeded sample of at most EARLY_STOPPING_USERS validation users; candidates are
-    compared on all of them.
+    compared on all of them. A candidate is a scoring part; what it needs to be evaluated (seen items, popularity)
+    is built once per split here, and nothing that only serving needs is built at all.
     """
     started = time.monotonic()
-    split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)
-    early_stopping = sample_test_users(split, EARLY_STOPPING_USERS, seed=seed)
-    cache: dict[Any, Any] = {} if features is None else features
+    data, deadline = ctx.data, ctx.deadline
+    split = holdout_split(data, VALIDATION_FRACTION, seed=ctx.seed, protocol=ctx.protocol)
+    early_stopping = sample_test_users(split, EARLY_STOPPING_USERS, seed=ctx.seed)
+    extras = validation_extras(data, split.train)
+
+    def model_of(part: ScoringPart) -> TrainedModel:
+        return assemble(data, algorithm.name, part, extras)
+
     best: tuple[float, TrainedModel] | None = None
     tried: list[dict[str, Any]] = []
     for index, params in enumerate(algorithm.candidates(data)):
         if index > 0 and deadline is not None and time.monotonic() >= deadline:
             break
-        ctx = FitContext(
-            threads=threads,
-            seed=seed,
-            identity_features=identity,
+        fit_ctx = FitContext(
+            threads=ctx.threads,
+            seed=ctx.seed,
+            identity_features=ctx.identity,
             deadline=deadline,
-            evaluate=lambda model: ndcg_at_k(model, data, early_stopping),
-            features=cache,
+            evaluate=lambda part: ndcg_at_k(model_of(part), data, early_stopping),
+            features=ctx.features,
         )
-        model = algorithm.fit(data, split.train, params, ctx)
+        model = model_of(algorithm.fit(data, split.train, params, fit_ctx))
         score = ndcg_at_k(model, data, split)
         tried.append({"params": dict(model.params) or dict(params), OBJECTIVE: score})
         if best is None or score > best[0]:
@@ -83,31 +81,25 @@ def tune(
         seconds=time.monotonic() - started,
         model_on_train=model,
         candidates=tried,
-        features=cache,
+        features=ctx.features,
     )
 
 
 def fit_final(
-    algorithm: Algorithm,
-    data: TenantData,
-    params: Mapping[str, Any],
-    threads: int,
-    seed: int,
-    *,
-    identity: bool = False,
-    validation_metrics: Mapping[str, Any] | None = None,
-    features: dict[Any, Any] | None = None,
-    deadline: float | None = None,
+    algorithm: Algorithm, params: Mapping[str, Any], ctx: TrainContext, *, validation_metrics: Mapping[str, Any] | None = None
 ) -> TrainedModel:
-    """Refit on all of data.interactions with `params` (epochs fixed, no early stopping) and record the tuning.
+    """Refit on all of ctx.data.interactions with `params` (epochs fixed, no early stopping) and record the tuning.
 
-    model.params = the fitted parameters, model.metrics = `validation_metrics` (from tune()).
+    model.params = the fitted parameters, model.metrics = `validation_metrics` (from tune()). The model carries
+    the extras evaluation needs; the pipeline adds what only serving needs (training/prepared.finish_model).
     """
-    ctx = FitContext(
-        threads=threads, seed=seed, identity_features=identity, deadline=deadline, evaluate=None,
-        features={} if features is None else features,
+    data = ctx.data
+    fit_ctx = FitContext(
+        threads=ctx.threads, seed=ctx.seed, identity_features=ctx.identity, deadline=None, evaluate=None,
+        features=ctx.features,
     )
-    model = algorithm.fit(data, data.interactions, params, ctx)
-    model.params = dict(model.params) or dict(params)
+    part = algorithm.fit(data, data.interactions, params, fit_ctx)
+    model = assemble(data, algorithm.name, part, validation_extras(data, data.interactions, part))
+    model.params = dict(part.params) or dict(params)
     model.metrics = dict(validation_metrics or {})
     return model

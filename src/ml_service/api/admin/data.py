@@ -119,11 +119,11 @@ def learner_view(index: Any, user: str, n: int = 5, seen_policy: str = "exclude"
     model = index.model
     position = index.find_user(user)
     liked: list[int] = []
-    if position is not None and model.positives is not None:
-        row = model.positives[position]
+    if position is not None:
+        row = model.extras.positives[position]
         liked = [int(i) for i in row.indices]
-    cold = position is None or (model.user_cold is not None and bool(np.asarray(model.user_cold)[position]))
-    vectors = model.similarity_vectors
+    cold = position is None or bool(np.asarray(model.scoring.user_cold)[position])
+    vectors = model.extras.similarity_vectors
     recs: dict[str, list[dict[str, Any]]] = {}
     for item_type in model.type_names:
         ranked = index.rank_user(user, item_type, n, seen_policy)
