@@ -30,6 +30,7 @@ class TuneResult:
     model_on_train: TrainedModel  # the best candidate, fitted on the training part only
     candidates: list[dict[str, Any]] = field(default_factory=list)  # every tried candidate: params + score
     features: dict[Any, Any] = field(default_factory=dict)  # the feature cache, reusable by fit_final
+    pairs: list[Any] = field(default_factory=list)  # the best's per-(user, type) NDCG@10 (training/search.py)
 
 
 def tune(
@@ -75,7 +76,8 @@ def tune(
             best = (score, model)
     assert best is not None, f"algorithm {algorithm.name!r} offered no candidates"
     model = best[1]
-    metrics = evaluate(model, data, split) | {"split": {"train": len(split.train), "validation": len(split.test)}}
+    pairs: list[Any] = []
+    metrics = evaluate(model, data, split, pairs_out=pairs) | {"split": {"train": len(split.train), "validation": len(split.test)}}
     return TuneResult(
         params=dict(model.params),
         validation_metrics=metrics,
@@ -84,6 +86,7 @@ def tune(
         model_on_train=model,
         candidates=tried,
         features=cache,
+        pairs=pairs,
     )
 
 

@@ -1,0 +1,60 @@
+"""`auto`'s time budget as a hard limit: what may start, the deadline a started candidate stops at, the final's share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ml_service.training.costs import Cost
+
+# What may still run after the deadline, stated: the fit of a non-iterative algorithm that has already started
+# (its cost model said it would fit) and the serving extras (similar items) built after the final fit.
+MARGIN_FRACTION = 0.1
+MARGIN_MIN_S = 5.0
+
+
+def margin_s(budget_s: float) -> float:
+    """The stated overrun allowance of a budget: max(MARGIN_MIN_S, MARGIN_FRACTION x budget)."""
+    return max(MARGIN_MIN_S, MARGIN_FRACTION * budget_s)
+
+
+@dataclass
+class Budget:
+    """A search that must end, final refit included, by `started + total_s` (time.monotonic() values)."""
+
+    started: float
+    total_s: float
+    clock: Callable[[], float] = time.monotonic
+    final_reserve_s: float = 0.0  # the refit of the best candidate so far, kept free at the end
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.total_s
+
+    def left(self) -> float:
+        return self.deadline - self.clock()
+
+    def search_deadline(self) -> float:
+        """When tuning must stop: the deadline minus the time the best candidate's refit needs."""
+        return self.deadline - self.final_reserve_s
+
+    def reserve_final(self, cost: Cost | None) -> None:
+        """Keep time for refitting a candidate that may win (the largest such refit so far)."""
+        if cost is not None:
+            self.final_reserve_s = max(self.final_reserve_s, cost.fit_s)
+
+    def refuse(self, cost: Cost | None, memory_limit_bytes: int | None) -> str:
+        """Why a candidate with this estimated cost must not start ("" when it may)."""
+        if cost is None:
+            return ""
+        if memory_limit_bytes is not None and cost.peak_bytes > memory_limit_bytes:
+            return (f"estimated peak {cost.peak_bytes / 2**20:,.0f} MB is over ML_TRAIN_MEMORY_MB "
+                    f"({memory_limit_bytes / 2**20:,.0f} MB)")
+        # Its tuning and, should it win, its refit must both fit in what is left.
+        needed = cost.tune_s + max(cost.fit_s, self.final_reserve_s)
+        if needed > self.left():
+            return (f"estimated {cost.tune_s:.1f} s to tune + {max(cost.fit_s, self.final_reserve_s):.1f} s to refit, "
+                    f"more than the {max(self.left(), 0.0):.1f} s left of the time budget")
+        return ""
