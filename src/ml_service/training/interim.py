@@ -54,6 +54,8 @@ def publish_interim(settings: Settings, store: Any, data: TenantData, model: Tra
         model.info["data_fingerprint"] = data_fingerprint
         score = float(model.metrics.get(METRIC, 0.0))
         allowed, reason, existing = may_replace(store, data.tenant, score, settings.validation_protocol)
+        if allowed and existing.get("algorithm") == "popular":  # may_replace's words are for another popular model
+            reason = f"beats the served popular model ({score:.4f} > {existing.get(METRIC) or 0.0:.4f})"
         record.update(metrics={METRIC: score}, reason=reason, existing=existing)
         if allowed:
             record.update(published=True, version=store.publish(data.tenant, model))
