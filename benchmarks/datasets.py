@@ -60,6 +60,13 @@ def movielens_export(out: Path, *, positive_rating: int = 4, name: str = "ml-100
     inter = _read_atomic(source / f"{name}.inter")
     for it in items:  # ml-100k calls the genres `class`, ml-1m `genre`
         it.setdefault("class", it.get("genre", ""))
+    # ml-1m's ids are titles ("Toy Story (1995)") and "1m_<n>": Totara's are numbers, so number them in file order.
+    item_ids = {it["item_id"]: (it["item_id"] if it["item_id"].isdigit() else str(i + 1)) for i, it in enumerate(items)}
+    user_ids = {u["user_id"]: (u["user_id"] if u["user_id"].isdigit() else str(i + 1)) for i, u in enumerate(users)}
+    for row in (*items, *inter):
+        row["item_id"] = item_ids.get(row["item_id"], row["item_id"])
+    for row in (*users, *inter):
+        row["user_id"] = user_ids.get(row["user_id"], row["user_id"])
     genres = sorted({g for it in items for g in it.get("class", "").split() if g})
     with (out / "tenants.csv").open("w", newline="") as f:
         f.write("tenants\n0\n")
@@ -68,7 +75,7 @@ def movielens_export(out: Path, *, positive_rating: int = 4, name: str = "ml-100
         w.writerow(["user_id", "lang", "city", "country", "interests", "asp_position", "positions",
                     "organisations", "competencies_scale", "badges", "description"])
         for u in users:
-            decade = f"{int(u['age']) // 10 * 10}s"
+            decade = f"{int(float(u['age'])) // 10 * 10}s"
             w.writerow([u["user_id"], "en", f"zip{u['zip_code'][:2]}", "US", f"gender_{u['gender']}", "",
                         u["occupation"], f"age_{decade}", "", "", ""])
     with (out / "item_data_0.csv").open("w", newline="", encoding="utf-8") as f:

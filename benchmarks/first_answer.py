@@ -160,7 +160,7 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float, *, again
                   "published": r.get("published", (r.get("gate") or {}).get("published", True)),
                   "ndcg@10": (r.get("metrics") or {}).get("ndcg@10"), "at_s": round(r["at"] - wall_started, 2)}
                  for r in records if r.get("event") in ("tenant-quick", "tenant-interim", "tenant") and "at" in r]
-    autos = {r["tenant"]: {k: (r.get("auto") or {}).get(k) for k in ("choice", "seconds_total", "skipped", "noise", "interim")}
+    autos = {r["tenant"]: {k: (r.get("auto") or {}).get(k) for k in ("choice", "seconds_total", "seconds", "scores", "skipped", "noise", "interim")}
              for r in records if r.get("event") == "tenant"}
     quick = {r["tenant"]: r.get("seconds") for r in records if r.get("event") == "tenant-quick"}
     finals = {r["tenant"]: {"algorithm": r.get("algorithm"), "ndcg@10": (r.get("metrics") or {}).get("ndcg@10")}

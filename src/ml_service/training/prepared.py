@@ -41,12 +41,17 @@ def finish_model(model: TrainedModel, data: TenantData, settings: Settings, star
 
         # Similar items come from co-occurrence for every algorithm: it measured better than any model's own
         # item vectors (benchmarks/results/similar_items.json).
-        model.similarity_vectors, model.item_warm = similar_item_vectors(data, data.interactions, seed=settings.seed)
+        from ml_service.training.extras import cached
+
+        model.similarity_vectors, model.item_warm = cached(
+            data, f"similar:{settings.seed}", lambda: similar_item_vectors(data, data.interactions, seed=settings.seed))
         model.info["similar_items"] = {"method": "co-occurrence", "popularity_exponent": POPULARITY_EXPONENT}
     if model.content_vectors is None and data.n_items > 0:
         from ml_service.data.features import item_content_vectors
 
-        model.content_vectors = item_content_vectors(data)  # similar items for content without interactions
+        from ml_service.training.extras import cached
+
+        model.content_vectors = cached(data, "content", lambda: item_content_vectors(data))  # for items nobody took
     seconds = {"train": round(time.monotonic() - started, 3)}
     sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
     # stage: "quick" (anytime's first popular model) or "final"; the protocol tells whether two metrics compare.
