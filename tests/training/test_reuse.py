@@ -98,6 +98,7 @@ def test_scheduled_runs_refit_when_the_data_changed_little_and_search_when_it_ch
     assert first["search"]["kind"] == "full" and first["search"]["decision"]["reason"] == "no earlier search recorded"
     assert second["search"]["kind"] == "reuse" and second["choice"] == first["choice"]
     assert second["search"]["decision"]["change"] == 0.0
+    assert second["search"]["refit"]["validation"] == "skipped: the export is unchanged"  # same SHA-256
     assert "seconds" not in second  # no candidate was tuned
     assert third["search"]["kind"] == "full" and third["search"]["decision"]["change"] > settings.auto_reuse_change
     assert len(third["scores"]) > 2  # the candidates were tuned again

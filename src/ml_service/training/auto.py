@@ -87,7 +87,7 @@ def train_auto(
     (tests use it to set limits). The choice, scores, times, skips, noise and the blend go into model.info["auto"].
     """
     from ml_service.training.budget import Budget
-    from ml_service.training.costs import estimate as estimate_cost
+    from ml_service.training.costs import estimate as estimate_cost, evaluation_s
     from ml_service.training.interim import worth_publishing
     from ml_service.training.search import choose, clearly_better, pairs_array
     from ml_service.training.tune import fit_final, tune
@@ -166,7 +166,9 @@ def train_auto(
         on_train[name] = tuned.model_on_train
         pairs[name] = pairs_array(tuned.pairs)
         budget.reserve_final(cost)
-        refit_s = cost.fit_s if cost is not None else seconds[name] / max(tuned.fits, 1)
+        if cost is not None and name != BASELINE:  # popular's fixed overheads say nothing about the others
+            budget.observe(cost.tune_s, seconds[name])
+        refit_s = cost.fit_s * budget.scale if cost is not None else seconds[name] / max(tuned.fits, 1)
         if on_interim is not None and interim is None and name != BASELINE and worth_publishing(
             result_scores[name], result_scores[BASELINE], remaining_candidates=len(order) - position - 1,
             refit_s=refit_s, time_left_s=budget.left(),
@@ -183,12 +185,13 @@ def train_auto(
     begun = clock()
     tried_blend: dict[str, Any] = {}
     blend_note: Any = ""
-    if budget.left() > 2 * budget.final_reserve_s:  # a blend refits two models
+    blend_s = BLEND_PARTNERS * len(BLEND_WEIGHTS) * evaluation_s(data.n_users, data.n_items)
+    if budget.allows(blend_s + budget.final_reserve_s):  # its evaluations, and a blend refits two models
         tried_blend = _best_blend(data, on_train, result_scores, seed, protocol)
         if tried_blend:
             seconds["blend"] = round(clock() - begun, 3)
     else:
-        blend_note = "not tried: the time left would not cover refitting two models"
+        blend_note = "not tried: the time left would not cover its evaluations and refitting two models"
     better = False
     if tried_blend:  # a blend only uses models above popular, so `choice` is one of them
         better, noise = clearly_better(tried_blend["score"], tried_blend.pop("pairs"), result_scores[choice],
@@ -226,7 +229,7 @@ def train_auto(
         "blend": {key: value for key, value in tried_blend.items() if key != "metrics"} | (
             {"decision": blend_note} if blend_note else {}),
         "noise": {"best": picked.best, "tied": picked.tied, "reason": picked.reason},
-        "costs": costs,
+        "costs": costs | {"scale": round(budget.scale, 3)},
         "interim": interim,
         "seconds_total": round(clock() - budget.started, 3),
     }

@@ -12,6 +12,7 @@ from ml_service.training.costs import Cost
 # (its cost model said it would fit) and the serving extras (similar items) built after the final fit.
 MARGIN_FRACTION = 0.1
 MARGIN_MIN_S = 5.0
+SCALE_MIN, SCALE_MAX = 0.5, 50.0  # bounds of the measured/estimated correction
 
 
 def margin_s(budget_s: float) -> float:
@@ -26,8 +27,8 @@ class Budget:
     started: float
     total_s: float
     clock: Callable[[], float] = time.monotonic
-    final_reserve_s: float = 0.0  # the refit of the best candidate so far, kept free at the end
-    log: list[str] = field(default_factory=list)
+    final_reserve_s: float = 0.0  # the refit of the best candidate so far (estimated, unscaled), kept free at the end
+    ratios: list[float] = field(default_factory=list)  # measured / estimated seconds of the candidates tuned so far
 
     @property
     def deadline(self) -> float:
@@ -36,9 +37,30 @@ class Budget:
     def left(self) -> float:
         return self.deadline - self.clock()
 
+    @property
+    def scale(self) -> float:
+        """How much slower than its cost models this machine runs now: the median measured/estimated ratio.
+
+        The coefficients were fitted on an idle core; a shared machine (or a slower one) runs several times
+        slower, and the estimates of the candidates still to come are scaled by what the tuned ones showed.
+        """
+        if not self.ratios:
+            return 1.0
+        ordered = sorted(self.ratios)
+        return min(max(ordered[len(ordered) // 2], SCALE_MIN), SCALE_MAX)
+
+    def observe(self, estimated_s: float, measured_s: float) -> None:
+        """Record a tuned candidate's measured seconds against its estimate."""
+        if estimated_s > 0:
+            self.ratios.append(measured_s / estimated_s)
+
     def search_deadline(self) -> float:
         """When tuning must stop: the deadline minus the time the best candidate's refit needs."""
-        return self.deadline - self.final_reserve_s
+        return self.deadline - self.final_reserve_s * self.scale
+
+    def allows(self, estimated_s: float) -> bool:
+        """Whether work estimated at `estimated_s` (scaled) still fits before the refit's reserved time."""
+        return estimated_s * self.scale <= self.search_deadline() - self.clock()
 
     def reserve_final(self, cost: Cost | None) -> None:
         """Keep time for refitting a candidate that may win (the largest such refit so far)."""
@@ -53,8 +75,8 @@ class Budget:
             return (f"estimated peak {cost.peak_bytes / 2**20:,.0f} MB is over ML_TRAIN_MEMORY_MB "
                     f"({memory_limit_bytes / 2**20:,.0f} MB)")
         # Its tuning and, should it win, its refit must both fit in what is left.
-        needed = cost.tune_s + max(cost.fit_s, self.final_reserve_s)
-        if needed > self.left():
-            return (f"estimated {cost.tune_s:.1f} s to tune + {max(cost.fit_s, self.final_reserve_s):.1f} s to refit, "
-                    f"more than the {max(self.left(), 0.0):.1f} s left of the time budget")
+        tune_s, fit_s = cost.tune_s * self.scale, max(cost.fit_s, self.final_reserve_s) * self.scale
+        if tune_s + fit_s > self.left():
+            return (f"estimated {tune_s:.1f} s to tune + {fit_s:.1f} s to refit (cost model x {self.scale:.1f}, "
+                    f"as measured so far), more than the {max(self.left(), 0.0):.1f} s left of the time budget")
         return ""

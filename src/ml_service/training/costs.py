@@ -62,6 +62,11 @@ MODELS: dict[str, CostModel] = {
 }
 
 
+def evaluation_s(users: int, items: int) -> float:
+    """Estimated seconds of one validation (metrics.evaluate): every validation user scored against every item."""
+    return PER_SCORE_S * users * items
+
+
 def estimate(name: str, users: int, items: int, interactions: int) -> Cost | None:
     """The cost of candidate `name` on a tenant of this size, or None for an algorithm without a cost model."""
     model = MODELS.get(name.split("@", 1)[0])

@@ -286,7 +286,7 @@ def _search_and_interim(
     from ml_service.training.interim import publishing_reporter
     from ml_service.training.reuse import previous_search
 
-    previous = previous_search(store, data.tenant)
+    previous = previous_search(store, data.tenant, data_fingerprint)
     if not settings.anytime_publish:
         return previous, report
     return previous, publishing_reporter(report, settings, store, data, data_fingerprint, run_stamp)

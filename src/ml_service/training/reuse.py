@@ -44,20 +44,26 @@ class Decision:
                 "runs_since_search": self.runs_since_search}
 
 
-def previous_search(store: Any, tenant: str) -> dict[str, Any] | None:
-    """info["auto"] of the tenant's newest final `auto` version that recorded a search, or None."""
+def previous_search(store: Any, tenant: str, data_fingerprint: str | None = None) -> dict[str, Any] | None:
+    """info["auto"] of the tenant's newest final `auto` version that recorded a search, or None.
+
+    With "metrics" (that version's validation) and "unchanged": whether it was trained on exactly the export
+    whose SHA-256 is `data_fingerprint`.
+    """
     try:
         versions = store.versions(tenant)
     except Exception:
         return None
     for version in versions:  # newest first
         try:
-            info = read_meta(tenant, version.version, store.root / tenant / version.version).get("info") or {}
+            meta = read_meta(tenant, version.version, store.root / tenant / version.version)
         except Exception:
             continue
+        info = meta.get("info") or {}
         auto = info.get("auto") if isinstance(info, dict) else None
         if info.get("stage") == "final" and isinstance(auto, dict) and isinstance(auto.get("search"), dict):
-            return auto
+            unchanged = data_fingerprint is not None and info.get("data_fingerprint") == data_fingerprint
+            return auto | {"metrics": meta.get("metrics") or {}, "unchanged": unchanged}
     return None
 
 
@@ -106,7 +112,7 @@ def refit_previous(
     """(the previous choice refitted on all data, or None when it validates clearly worse; what was measured)."""
     from ml_service.models.base import FitContext
     from ml_service.training.split import holdout_split
-    from ml_service.training.tune import VALIDATION_FRACTION, fit_final
+    from ml_service.training.tune import VALIDATION_FRACTION
 
     choice = str(previous["choice"])
     parts = choice.split("+")
@@ -114,8 +120,12 @@ def refit_previous(
     weight = (previous.get("blend") or {}).get("weight")
     if any(part not in params for part in parts) or (len(parts) == 2 and weight is None) or len(parts) > 2:
         return None, {"reason": f"the recorded choice {choice!r} lacks its parameters"}
-    split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)
     features: dict[Any, Any] = {}
+    if previous.get("unchanged") and previous.get("metrics"):
+        # The very export the choice was validated on (same SHA-256): the same split would give the same score.
+        return _refit(data, previous, decision, parts, weight, dict(previous["metrics"]), features, algorithm,
+                      threads, seed, identity, {"choice": choice, "validation": "skipped: the export is unchanged"})
+    split = holdout_split(data, VALIDATION_FRACTION, seed=seed, protocol=protocol)
     ctx = FitContext(threads=threads, seed=seed, identity_features=identity, features=features)
     on_train = {name: algorithm(name).fit(data, split.train, params.get(name, {}), ctx) for name in [BASELINE, *parts]}
     if len(parts) == 2:
@@ -139,16 +149,30 @@ def refit_previous(
     if searched - score > tolerance:
         return None, measured | {"reason": f"the refit of {choice} validates clearly worse ({score:.4f} < "
                                            f"{searched:.4f} - {tolerance:.4f})"}
+    metrics = metrics | {"split": {"train": len(split.train), "validation": len(split.test)}}
+    return _refit(data, previous, decision, parts, weight, metrics, features, algorithm, threads, seed, identity, measured)
+
+
+def _refit(
+    data: TenantData, previous: Mapping[str, Any], decision: Decision, parts: list[str], weight: Any,
+    metrics: dict[str, Any], features: dict[Any, Any], algorithm: Callable[[str], Algorithm], threads: int, seed: int,
+    identity: bool, measured: dict[str, Any],
+) -> tuple[TrainedModel, dict[str, Any]]:
+    """The previous choice fitted on all data with its parameters, its meta recording the reuse."""
+    from ml_service.training.tune import fit_final
+
+    choice = str(previous["choice"])
+    params = previous.get("params") or {}
     finals = [fit_final(algorithm(name), data, params[name], threads, seed, identity=identity, features=features)
               for name in parts]
     model = blend(finals[0], finals[1], float(weight), choice) if len(parts) == 2 else finals[0]
     model.params = dict(model.params) or dict(params[choice])
-    model.metrics = metrics | {"split": {"train": len(split.train), "validation": len(split.test)}}
-    previous_search_record = dict(previous["search"])
+    model.metrics = metrics
+    measured.setdefault(METRIC, float(metrics.get(METRIC, 0.0)))
     model.info["auto"] = {
         key: previous[key] for key in ("choice", "metric", "params", "blend", "scores") if key in previous
-    } | {"search": previous_search_record | {"runs_since_search": decision.runs_since_search, "kind": "reuse",
-                                             "decision": decision.as_dict(), "refit": measured}}
+    } | {"search": dict(previous["search"]) | {"runs_since_search": decision.runs_since_search, "kind": "reuse",
+                                                "decision": decision.as_dict(), "refit": measured}}
     return model, measured
 
 
