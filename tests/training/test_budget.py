@@ -98,9 +98,9 @@ def test_a_slow_candidate_is_stopped_or_skipped_and_the_run_ends_within_budget_a
 def test_estimates_are_scaled_by_what_the_tuned_candidates_measured() -> None:
     now = [0.0]
     budget = Budget(0.0, 100.0, clock=lambda: now[0])
-    cost = Cost(tune_s=20.0, fit_s=5.0, peak_bytes=0)
+    cost = Cost(tune_s=21.0, fit_s=5.0, peak_bytes=0)
     assert budget.refuse(cost, memory_limit_bytes=None) == ""
     budget.observe(estimated_s=10.0, measured_s=40.0)  # this machine runs 4x slower than the cost models say
     assert budget.scale == 4.0
-    assert "cost model x 4.0" in budget.refuse(cost, memory_limit_bytes=None)  # 80 s + 20 s > 100 s
+    assert "cost model x 4.0" in budget.refuse(cost, memory_limit_bytes=None)  # 84 s + 20 s > 100 s
     assert budget.allows(20.0) and not budget.allows(30.0)
