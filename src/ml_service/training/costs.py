@@ -48,7 +48,7 @@ BASE_BYTES = 150 * 2**20  # the interpreter, numpy/scipy/sklearn and the tenant'
 SCORE_BATCH_BYTES = 56 * 2**20  # metrics.evaluate's batch peak
 
 MODELS: dict[str, CostModel] = {
-    "popular": CostModel(fits=1, per_interaction=2e-7),
+    "popular": CostModel(fits=3, per_interaction=2e-7),
     # 10k items: 44 s / 3 fits ≈ 1.5e-11·I³; MovieLens-100k: the remaining ~0.45 s a fit from the Gram product.
     "ease": CostModel(fits=3, per_interaction=4e-6, per_item_cube=1.5e-11, bytes_per_item_pair=41.0),
     "edlae": CostModel(fits=3, per_interaction=4e-6, per_item_cube=1.5e-11, bytes_per_item_pair=41.0),
