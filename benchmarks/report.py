@@ -36,6 +36,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Dashboard page render time, 100-tenant site | `dashboard.py` | `results/dashboard.json` |
 | MovieLens-1M under RecBole's "general" protocol, next to RecBole's published table | `recbole_ml1m.py` | `results/recbole_ml1m.json` |
 | Time to the first `success: true` through the service path, anytime publishing on vs off | `first_answer.py` | `results/first_answer.json` |
+| `auto`'s cost models against measured tuning/refit time and peak RSS | `costs.py` | `results/costs.json` |
 """
 
 
@@ -256,6 +257,23 @@ def first_answer_section(d: dict) -> str:
     return "\n".join(out)
 
 
+def costs_section(d: dict) -> str:
+    rows = []
+    for r in d["rows"]:
+        if "measured" not in r:
+            rows.append([r["candidate"], r["size"], "failed", "", "", ""])
+            continue
+        m, e = r["measured"], r["estimated"] or {}
+        rows.append([r["candidate"], r["size"], f"{m['tune_s']} / {e.get('tune_s', '-')}", f"{m['fit_s']} / {e.get('fit_s', '-')}",
+                     f"{m['peak_mb']} / {e.get('peak_mb', '-')}", m["fits"]])
+    return "\n".join([
+        "## Cost models of auto's candidates", "",
+        f"`{d['command']}` ({d['at']}, load average {' '.join(d['machine']['loadavg_before'])} before). {d['notes']}. "
+        "Measured / estimated by training/costs.py; `auto` scales the time estimates by the measured/estimated ratio "
+        "of the candidates it has tuned (training/budget.py).", "",
+        table(["candidate", "users x items x interactions", "tune s", "refit s", "peak RSS MB", "fits"], rows)])
+
+
 def hostile_section(d: dict) -> str:
     def cell(value: object) -> object:
         return "-" if value is None else value
@@ -370,6 +388,7 @@ def main() -> int:
         ("dashboard.json", dashboard_section),
         ("recbole_ml1m.json", recbole_section),
         ("first_answer.json", first_answer_section),
+        ("costs.json", costs_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")

@@ -10,6 +10,12 @@ benchmarks/results/costs.json; the issue's MovieLens-100k and 10k-item runs are 
 - 10k items, 100k ratings: EASE tuning 44 s and 4.1 GB peak (float64 Gram matrix, its inverse and copies,
   ~41 bytes per item pair), kNN 28 s and 2.1 GB (~21 bytes per item pair).
 
+benchmarks/results/costs.json (run on this machine at load ~13 on 2 cores): the peak-memory estimates came within
+0.8-1.3x of the measured RSS; the time estimates were 20-80x below the measured seconds there (fixed per-fit costs
+such as the content features are not modelled, and the machine was shared). That is why training/budget.py scales
+every time estimate by the median measured/estimated ratio of the candidates tuned so far: the relative costs
+matter, the machine's speed is measured as the search goes.
+
 Evaluation scores every validation user against every item (fits x users x items float32 scores); it is
 counted in the tuning time. The estimates are deliberately rough (within a factor of about two); `auto` uses
 them only to skip what would clearly overrun the time budget or ML_TRAIN_MEMORY_MB.
