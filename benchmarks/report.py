@@ -38,6 +38,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | Dashboard page render time, 100-tenant site | `dashboard.py` | `results/dashboard.json` |
 | MovieLens-1M under RecBole's "general" protocol, next to RecBole's published table | `recbole_ml1m.py` | `results/recbole_ml1m.json` |
 | Time to the first `success: true` through the service path, anytime publishing on vs off | `first_answer.py` | `results/first_answer.json` |
+| `auto`'s cost models against measured tuning/refit time and peak RSS | `costs.py` | `results/costs.json` |
 """
 
 
@@ -261,11 +262,19 @@ def _paired_lines(d: dict) -> list[str]:
 
 def first_answer_section(d: dict) -> str:
     rows = []
+    extra = []
     for data, section in d.items():
         for run in section["runs"]:
             finals = ", ".join(f"{t}: {m['algorithm']} {m['ndcg@10']:.3f}" for t, m in sorted(run["final_models"].items()))
             rows.append([data, run["ML_ANYTIME_PUBLISH"], ", ".join(f"{t}: {s}" for t, s in sorted(run["first_answer_s"].items())),
                          run["all_tenants_answer_s"], run["run_done_s"], finals])
+            if "published" in run:
+                stages = "; ".join(f"{p['tenant']} {p['stage']} {p['algorithm']} at {p['at_s']} s"
+                                   + ("" if p["published"] else " (not published)") for p in run["published"])
+                again = run.get("second_run") or {}
+                second = (f"{again['run_s']} s vs {again['first_run_s']} s ({again['run_s'] / again['first_run_s']:.2f}x), "
+                          f"{', '.join(f'{t}: {k}' for t, k in sorted(again['search'].items()))}") if again.get("run_s") and again.get("first_run_s") else "-"
+                extra.append([data, stages, run.get("training_peak_rss_mb") or "-", second])
     commands = "; ".join(f"`{section['command']}` ({section['at']}, load average {' '.join(section['machine']['loadavg_before'])} "
                          f"before, {' '.join(section['machine']['loadavg_after'])} after)" for section in d.values())
     quick = [sum(v for k, v in secs.items() if k != "load") for section in d.values() for run in section["runs"]
@@ -273,14 +282,39 @@ def first_answer_section(d: dict) -> str:
     cost = (f" A quick model (validate and fit `popular`, similar items, publish; its parsed data is reused) took "
             f"{min(quick):.2f}–{max(quick):.2f} s per tenant; the rest of a difference in the run's end was not spent on "
             "it, and on this shared machine the same setting varies as much from run to run (the rows above)." if quick else "")
-    return "\n".join([
+    out = [
         "## First answer: anytime publishing", "",
         f"{commands}. A new user's path: `ml-service serve` with defaults (`auto`) on an empty store, the Totara "
         "simulator over HTTP; seconds from starting the service to each tenant's first `/user-items` "
         "`success: true`, and to the run's end (every final model published). The machine was shared with other "
         "jobs: compare on and off within a table, not across days." + cost, "",
         table(["data", "ML_ANYTIME_PUBLISH", "first answer s (tenant: s)", "every tenant answers s", "all final s",
-               "final models (validation NDCG@10)"], rows)])
+               "final models (validation NDCG@10)"], rows)]
+    if extra:
+        out += ["", "Versions published during the run (seconds from the service's start), the training child's peak "
+                "RSS (VmHWM), and a second run on the unchanged export (`ml-service train`: the scheduled run's path; "
+                "`reuse` = the last search's choice refitted, training/reuse.py) against the first run's training time:", "",
+                table(["data", "published (tenant stage algorithm at)", "training peak RSS MB", "second run vs first"], extra)]
+    return "\n".join(out)
+
+
+def costs_section(d: dict) -> str:
+    rows = []
+    for r in d["rows"]:
+        if "measured" not in r:
+            rows.append([r["candidate"], r["size"], "failed", "", "", ""])
+            continue
+        m, e = r["measured"], r["estimated"] or {}
+        rows.append([r["candidate"], r["size"], f"{m['tune_s']} / {e.get('tune_s', '-')}", f"{m['fit_s']} / {e.get('fit_s', '-')}",
+                     f"{m['peak_mb']} / {e.get('peak_mb', '-')}", m["fits"]])
+    return "\n".join([
+        "## Cost models of auto's candidates", "",
+        f"`{d['command']}` ({d['at']}, load average {' '.join(d['machine']['loadavg_before'])} before). {d['notes']}. "
+        "Measured / estimated by training/costs.py; `auto` scales the time estimates by the measured/estimated ratio "
+        "of the candidates it has tuned (training/budget.py).", "",
+        table(["candidate", "users x items x interactions", "tune s", "refit s", "peak RSS MB", "fits"], rows)])
+
+
 def hostile_section(d: dict) -> str:
     def cell(value: object) -> object:
         return "-" if value is None else value
@@ -440,6 +474,7 @@ def main() -> int:
         ("dashboard.json", dashboard_section),
         ("recbole_ml1m.json", recbole_section),
         ("first_answer.json", first_answer_section),
+        ("costs.json", costs_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")

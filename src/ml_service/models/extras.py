@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,6 +34,7 @@ def serving_extras(
     recent_per_learner: int = 0,
     info: dict[str, Any] | None = None,
     base: ServingExtras | None = None,
+    memo: Callable[[str, Callable[[], Any]], Any] | None = None,
 ) -> ServingExtras:
     """Everything served beside `part` fitted on all of data.interactions, built once after the final fit.
 
@@ -42,19 +43,22 @@ def serving_extras(
     `recent_per_learner` dated interactions per learner are kept for the dashboard (data/recent.py).
     `features` is the tuning's feature cache (content vectors are reused from it); `info` receives how similar
     items are ranked; `base` = validation_extras(data, data.interactions, part) when the caller has them.
+    `memo(name, compute)` may return an earlier result for the parts that depend on the data only (similar-item
+    and content vectors, recent interactions); by default each is computed.
     """
     from ml_service.data.recent import recent_interactions
     from ml_service.models.fields import content_vectors
 
+    remember = memo or (lambda _name, compute: compute())
     base = base or validation_extras(data, data.interactions, part)
     similarity = None
     warm = base.item_warm
     if data.n_items > 0 and len(data.interactions) > 0:
         from ml_service.models.similarity import POPULARITY_EXPONENT, similar_item_vectors
 
-        similarity, warm = similar_item_vectors(data, data.interactions, seed=seed)
+        similarity, warm = remember(f"similar:{seed}", lambda: similar_item_vectors(data, data.interactions, seed=seed))
         if info is not None:
             info["similar_items"] = {"method": "co-occurrence", "popularity_exponent": POPULARITY_EXPONENT}
-    content = content_vectors(data, features) if data.n_items > 0 else None
-    recent = recent_interactions(data, recent_per_learner)
+    content = remember("content", lambda: content_vectors(data, features)) if data.n_items > 0 else None
+    recent = remember(f"recent:{recent_per_learner}", lambda: recent_interactions(data, recent_per_learner))
     return ServingExtras(base.positives, base.popularity, warm, similarity, content, recent)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from ml_service.data.tenant import TenantData
 from ml_service.models import registry
@@ -12,6 +14,7 @@ from ml_service.models.base import Algorithm, TrainedModel
 from ml_service.models.parts import FactorModel
 from ml_service.training.blend import BLEND_WEIGHTS, blend, can_blend, inverse_spread
 from ml_service.training.context import TrainContext
+from ml_service.training.costs import Cost
 from ml_service.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
@@ -60,17 +63,27 @@ def train_auto(
     candidates: Sequence[str] = DEFAULT_CANDIDATES,
     algorithms: Mapping[str, Algorithm] | None = None,
     on_candidate: Callable[[str, int, int], None] | None = None,
+    on_interim: Callable[[TrainedModel], None] | None = None,
+    memory_limit_mb: float | None = None,
 ) -> AutoResult:
-    """Tune `popular` and then each candidate (cheapest first) until ctx.budget_s is spent; refit the best on all data.
+    """Tune `popular` and then each candidate (cheapest first) within ctx.budget_s; refit the chosen one on all data.
 
     Every candidate is validated on the same seeded split (tune's), scored by NDCG@10. A candidate wins only
-    when it scores strictly above popular; otherwise popular is served. Then, time permitting, the best factor
-    model is blended (training/blend.py) with each of the next BLEND_PARTNERS and each of BLEND_WEIGHTS on the
-    same split; the best blend wins when it validates strictly above the best single model, and both models
-    are refitted on all data for it (choice "<first>+<second>"). `algorithms` overrides the registry by name
-    (tests use it to set limits); ctx.clock times the budget (tests pass their own). The choice, scores, times, skips and the blend's scores go into
-    model.info["auto"].
+    when it scores strictly above popular; otherwise popular is served. Among candidates within the validation
+    noise of the best, the more deterministic and cheaper one is chosen (training/search.py). Then, time
+    permitting, the best factor model is blended (training/blend.py) with each of the next BLEND_PARTNERS and
+    each of BLEND_WEIGHTS on the same split; the best blend wins when it validates above the chosen single
+    model by more than the noise, and both models are refitted on all data for it (choice "<first>+<second>").
+    The budget is a hard limit (training/budget.py): a candidate whose cost model (training/costs.py) says its
+    tuning and refit would not fit in what is left, or whose peak memory is over `memory_limit_mb`, is skipped;
+    iterative fits stop at the search deadline, which keeps the best candidate's refit inside the budget.
+    `on_interim` receives the first candidate that beats popular, refitted on all data, while candidates remain
+    (anytime publishing); that refit is reused when it is chosen. `algorithms` overrides the registry by name
+    (tests use it to set limits); ctx.clock times the budget (tests pass their own). The choice, scores, times, skips, noise and the blend go into model.info["auto"].
     """
+    from ml_service.training.budget import Budget, worth_publishing
+    from ml_service.training.costs import estimate as estimate_cost, evaluation_s
+    from ml_service.training.search import choose, clearly_better, pairs_array
     from ml_service.training.tune import fit_final, tune
 
     def algorithm(name: str) -> Algorithm:
@@ -78,22 +91,32 @@ def train_auto(
             return algorithms[name]
         return registry.get(name)
 
-    data, clock, budget_s = ctx.data, ctx.clock, ctx.budget_s
-    ctx = ctx.started()
-    deadline = ctx.deadline
-    assert deadline is not None
+    data, clock, budget_s, seed = ctx.data, ctx.clock, ctx.budget_s, ctx.seed
+
+    def cost_of(name: str, chosen: Algorithm) -> Cost | None:
+        own = getattr(chosen, "tune_cost", None)  # an algorithm may state its own (tests' slow candidates do)
+        if own is not None:
+            return own(data)
+        return estimate_cost(name, data.n_users, data.n_items, len(data.interactions))
+
+    budget = Budget(clock(), budget_s, clock)
+    memory_limit = None if memory_limit_mb is None else int(memory_limit_mb * 2**20)
     result_scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     params: dict[str, dict[str, Any]] = {}
     metrics: dict[str, dict[str, Any]] = {}
+    pairs: dict[str, np.ndarray] = {}
+    costs: dict[str, dict[str, float]] = {}
     on_train: dict[str, TrainedModel] = {}  # each candidate's best model fitted on the validation split's train part
+    refitted: dict[str, TrainedModel] = {}  # candidates already refitted on all data (the interim one)
+    interim: str | None = None
 
     order = [BASELINE] + [name for name in cost_order(candidates, data) if name != BASELINE]
     for position, name in enumerate(order):
         if on_candidate is not None:  # live progress (training/progress.py): which candidate, of how many
             on_candidate(name, position, len(order))
-        if name != BASELINE and clock() >= deadline:
+        if name != BASELINE and clock() >= budget.search_deadline():
             skipped[name] = f"time budget of {budget_s:g} s used up before it could start"
             continue
         try:
@@ -108,12 +131,21 @@ def train_auto(
                 skipped[name] = reason
                 continue
         estimate = getattr(chosen, "cost", None)
-        if name != BASELINE and estimate is not None and estimate(data)[0] > deadline - clock():
+        if name != BASELINE and estimate is not None and estimate(data)[0] > budget.search_deadline() - clock():
             skipped[name] = f"one fit is estimated at {estimate(data)[0]:.0f} s, more than the budget left"
+            continue
+        cost = cost_of(name, chosen)
+        if cost is not None:
+            costs[name] = {"tune_s": round(cost.tune_s, 2), "fit_s": round(cost.fit_s, 2), "peak_mb": round(cost.peak_bytes / 2**20)}
+        refusal = budget.refuse(cost, memory_limit) if name != BASELINE else ""
+        if refusal:
+            skipped[name] = refusal
             continue
         begun = clock()
         try:
-            tuned = tune(chosen, ctx)  # ctx.features: matrices and content vectors shared by all candidates
+            # ctx.features: matrices and content vectors shared by all candidates; the search deadline moves as
+            # the budget learns how fast this machine is (training/budget.py)
+            tuned = tune(chosen, replace(ctx, deadline=budget.search_deadline()))
         except Exception as exc:  # one failing algorithm must not cost the tenant its model
             if name == BASELINE:
                 raise
@@ -126,39 +158,71 @@ def train_auto(
         result_scores[name] = float(tuned.validation_metrics.get(METRIC, 0.0))
         params[name] = dict(tuned.params)
         on_train[name] = tuned.model_on_train
+        pairs[name] = pairs_array(tuned.pairs)
+        budget.reserve_final(cost)
+        if cost is not None and name != BASELINE:  # popular's fixed overheads say nothing about the others
+            budget.observe(cost.tune_s, seconds[name])
+        refit_s = cost.fit_s * budget.scale if cost is not None else seconds[name] / max(tuned.fits, 1)
+        if on_interim is not None and interim is None and name != BASELINE and worth_publishing(
+            result_scores[name], result_scores[BASELINE], remaining_candidates=len(order) - position - 1,
+            refit_s=refit_s, time_left_s=budget.left(),
+        ):
+            interim = name
+            begun = clock()
+            refitted[name] = fit_final(chosen, params[name], ctx, validation_metrics=metrics[name], deadline=budget.deadline)
+            seconds["interim_refit"] = round(clock() - begun, 3)
+            on_interim(refitted[name])
 
-    choice = BASELINE
-    for name, score in result_scores.items():
-        if score > result_scores[choice]:
-            choice = name
+    picked = choose(result_scores, pairs, seconds, baseline=BASELINE, seed=seed)
+    choice = picked.name
     begun = clock()
     tried_blend: dict[str, Any] = {}
-    if clock() < deadline:
+    blend_note: Any = ""
+    blend_s = BLEND_PARTNERS * len(BLEND_WEIGHTS) * evaluation_s(data.n_users, data.n_items)
+    if budget.allows(blend_s + budget.final_reserve_s):  # its evaluations, and a blend refits two models
         tried_blend = _best_blend(ctx, on_train, result_scores)
         if tried_blend:
             seconds["blend"] = round(clock() - begun, 3)
-    if tried_blend and tried_blend["score"] > result_scores[choice]:
+    else:
+        blend_note = "not tried: the time left would not cover its evaluations and refitting two models"
+    better = False
+    if tried_blend:  # a blend only uses models above popular, so `choice` is one of them
+        better, noise = clearly_better(tried_blend["score"], tried_blend.pop("pairs"), result_scores[choice],
+                                       pairs[choice], seed=seed)
+        blend_note = {"against": choice, "above_noise": better, "standard_error": round(noise, 6)}
+    if tried_blend and better:
         pair = tried_blend["pair"]
         choice = f"{pair[0]}+{pair[1]}"
         result_scores[choice] = tried_blend["score"]
         begun = clock()
-        finals = [fit_final(algorithm(name), params[name], ctx) for name in pair]
+        finals = [
+            refitted.get(name) or fit_final(algorithm(name), params[name], ctx, deadline=budget.deadline)
+            for name in pair
+        ]
         model = blend(finals[0], finals[1], tried_blend["weight"], choice)
         model.metrics = tried_blend["metrics"]
         params[choice] = dict(model.params)
     else:
         begun = clock()
-        model = fit_final(algorithm(choice), params[choice], ctx, validation_metrics=metrics[choice])
+        model = refitted.get(choice) or fit_final(
+            algorithm(choice), params[choice], ctx, validation_metrics=metrics[choice], deadline=budget.deadline,
+        )
     model.info["auto"] = {
         "choice": choice,
         "metric": METRIC,
+        "order": order,
         "scores": {name: round(score, 6) for name, score in result_scores.items()},
         "seconds": seconds,
         "skipped": skipped,
         "params": params,
         "budget_s": budget_s,
         "final_fit_s": round(clock() - begun, 3),
-        "blend": {key: value for key, value in tried_blend.items() if key != "metrics"},
+        "blend": {key: value for key, value in tried_blend.items() if key != "metrics"} | (
+            {"decision": blend_note} if blend_note else {}),
+        "noise": {"best": picked.best, "tied": picked.tied, "reason": picked.reason},
+        "costs": costs | {"scale": round(budget.scale, 3)},
+        "interim": interim,
+        "seconds_total": round(clock() - budget.started, 3),
     }
     return AutoResult(model, choice, result_scores, seconds, skipped, params)
 
@@ -170,6 +234,7 @@ def _best_blend(ctx: TrainContext, on_train: Mapping[str, TrainedModel], scores:
     the best model (synthetic-20k latest: hybrid+lda was chosen over hybrid+partial), so several are tried;
     each costs three evaluations.
     """
+    from ml_service.training.search import pairs_array
     from ml_service.training.split import holdout_split
     from ml_service.training.tune import VALIDATION_FRACTION
 
@@ -190,10 +255,11 @@ def _best_blend(ctx: TrainContext, on_train: Mapping[str, TrainedModel], scores:
         inverses = (first_inverse, inverse_spread(on_train[second]))
         for weight in BLEND_WEIGHTS:
             candidate = blend(on_train[first], on_train[second], weight, "blend", inverse_spreads=inverses)
-            result = evaluate(candidate, data, split)
+            blend_pairs: list[np.ndarray] = []
+            result = evaluate(candidate, data, split, pairs_out=blend_pairs)
             tried[f"{first}+{second}@{weight:g}"] = round(float(result[METRIC]), 6)
             if not best or result[METRIC] > best["score"]:
                 sizes = {"split": {"train": len(split.train), "validation": len(split.test)}}
                 best = {"pair": [first, second], "weight": weight, "score": float(result[METRIC]),
-                        "metrics": result | sizes}
+                        "metrics": result | sizes, "pairs": pairs_array(blend_pairs)}
     return best | {"scores": tried} if best else {}

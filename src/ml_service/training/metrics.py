@@ -39,6 +39,7 @@ def evaluate(
     seen_policy: str = EXCLUDE,
     auc: bool = True,
     batch_size: int | None = None,
+    pairs_out: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Held-out metrics of `model` fitted on `split.train`, for every user with held-out positives.
 
@@ -50,6 +51,8 @@ def evaluate(
     AUC (reference continuity): per user, the probability that a held-out positive outscores an item the user
     has no training interaction with (ties count half), averaged over users; it ignores item types.
     `batch_size` = users scored at a time (default: as many as fit a 16 MB score matrix).
+    `pairs_out`, when given, receives the NDCG@k of every (user, type) pair, in an order that depends on the split
+    only (so two models' arrays pair up): training/search.py bootstraps over them to estimate the noise.
     """
     check_seen_policy(seen_policy)
     n_items = model.n_items
@@ -65,7 +68,7 @@ def evaluate(
     train_positives = _BatchEntries(
         split.train.user[positive], split.train.item[positive], test_users, data.n_users, batch_size
     )
-    metrics = _RankMetrics(k, n_items, model.type_names)
+    metrics = _RankMetrics(k, n_items, model.type_names, keep_pairs=pairs_out is not None)
     auc_values: list[float] = []
 
     for start in range(0, test_users.size, batch_size):
@@ -89,6 +92,8 @@ def evaluate(
             metrics.add(int(t), hits, n_relevant[rows, t], lists.items[listed])
 
     per_type, overall, total_held = metrics.summary()
+    if pairs_out is not None:
+        pairs_out.extend(metrics.pair_ndcg)
     result: dict[str, Any] = {"k": k, "users": int(test_users.size), "held_out": total_held}
     result |= _named(overall, k)
     result[f"coverage@{k}"] = metrics.coverage()
@@ -107,8 +112,10 @@ def ndcg_at_k(model: TrainedModel, data: TenantData, split: Split, k: int = 10) 
 class _RankMetrics:
     """Sums of precision, recall, NDCG and hit-rate over (user, type) pairs, per type, plus recommended items."""
 
-    def __init__(self, k: int, n_items: int, type_names: tuple[str, ...]) -> None:
+    def __init__(self, k: int, n_items: int, type_names: tuple[str, ...], keep_pairs: bool = False) -> None:
         self.k = k
+        self.keep_pairs = keep_pairs
+        self.pair_ndcg: list[np.ndarray] = []
         self.type_names = type_names
         self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
         self.ideal = np.array([float(self.discounts[:m].sum()) for m in range(k + 1)])
@@ -127,6 +134,8 @@ class _RankMetrics:
             self._dcg(hits) / self.ideal[np.minimum(self.k, n_relevant)],
             (n_hits > 0).astype(np.float64),
         ])
+        if self.keep_pairs:
+            self.pair_ndcg.append(values[:, 2].copy())
         previous = self.sums.get(item_type, np.zeros(4))
         # cumsum adds pair after pair, the order of a per-pair loop (np.sum would pair them up differently).
         self.sums[item_type] = np.cumsum(np.vstack([previous, values]), axis=0)[-1]

@@ -24,9 +24,11 @@ __all__ = ["SMALL_TENANT_MSG", "Reporter", "RunResult", "TenantResult", "run_tra
 log = logging.getLogger("ml_service.training")
 
 def train_tenant(
-    data: TenantData, settings: Settings, *, algorithm: str | None = None, reporter: Reporter | None = None
+    data: TenantData, settings: Settings, *, algorithm: str | None = None, reporter: Reporter | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> TenantResult:
-    """Fit the model for one tenant's data: a pure function of the data and the settings.
+    """Fit the model for one tenant's data: a pure function of the data, the settings and `previous` (the last
+    `auto` search's record, training/reuse.py). `reporter` also receives the interim model (training/interim.py).
 
     pipeline → (auto | one algorithm) → tune → models, each handed one TrainContext (data, budget, seed, threads).
     """
@@ -42,11 +44,21 @@ def train_tenant(
         state, used = "fallback", "popular"
     elif name == "auto":
         from ml_service.training.auto import train_auto
+        from ml_service.training.interim import INTERIM_EVENT
+        from ml_service.training.reuse import train_auto_or_reuse
 
-        result = train_auto(
-            ctx,
-            on_candidate=None if reporter is None else (
-                lambda cand, pos, total: reporter("candidate", {"tenant": data.tenant, "candidate": cand, "position": pos, "total": total})
+        result = train_auto_or_reuse(
+            ctx, previous, algorithm=registry.get, research_every=settings.auto_research_every,
+            change_threshold=settings.auto_reuse_change,
+            search=lambda: train_auto(
+                ctx,
+                memory_limit_mb=settings.train_memory_mb,
+                on_candidate=None if reporter is None else (
+                    lambda cand, pos, total: reporter("candidate", {"tenant": data.tenant, "candidate": cand, "position": pos, "total": total})
+                ),
+                on_interim=None if reporter is None else (
+                    lambda model: reporter(INTERIM_EVENT, {"tenant": data.tenant, "model": model})
+                ),
             ),
         )
         model, msg, state, used = result.model, "success", "trained", f"auto:{result.choice}"
@@ -150,10 +162,11 @@ def _train_and_log(
     """Train one tenant fully, publish, and write its rows in train_summary.log and training.jsonl."""
     report("tenant-start", {"tenant": tenant})
     with measuring() as stages:  # parse / features / fit / evaluate / publish seconds (stage_clock.py)
-        result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report, preloaded)
+        result = _train_one(settings, snapshot, tenant, name, store, load_tenant, report, preloaded, run_stamp)
     result.seconds.update(stages.rounded())
     _log_rows(settings, [result.summary_row(run_stamp)])
-    _append_record(settings, {"event": "tenant", "stage": "final", "at": time.time(), **result.as_record()})
+    gate = result.model.info.get("gate") if result.model is not None else None
+    _append_record(settings, {"event": "tenant", "stage": "final", "at": time.time(), **result.as_record(), "gate": gate})
     report("tenant-done", {"result": result})
     return result
 
@@ -161,6 +174,7 @@ def _train_and_log(
 def _train_one(
     settings: Settings, snapshot: ExportSnapshot, tenant: str, name: str, store: Any,
     load_tenant: Callable[[TenantFiles], TenantData], report: Reporter, preloaded: Preloaded | None = None,
+    run_stamp: str = "",
 ) -> TenantResult:
     if tenant in snapshot.failed:
         return TenantResult(tenant, "failed", f"Download failed: {snapshot.failed[tenant]}", name)
@@ -178,14 +192,16 @@ def _train_one(
                 data_fingerprint = fingerprint(files)
             seconds["load"] = round(time.monotonic() - started, 3)
         report("stage", {"tenant": tenant, "stage": "train"})
+        previous, reporter = _search_and_interim(settings, store, data, data_fingerprint, name, report, run_stamp)
         with stage("fit"):  # features and evaluation inside it count for themselves
-            result = train_tenant(data, settings, algorithm=name, reporter=report)
+            result = train_tenant(data, settings, algorithm=name, reporter=reporter, previous=previous)
         assert result.model is not None
         result.model.info["data_fingerprint"] = data_fingerprint
         report("stage", {"tenant": tenant, "stage": "publish"})
         started = time.monotonic()
         with stage("publish"):
-            result.version = store.publish(tenant, result.model)
+            if _may_publish_final(settings, store, tenant, result):
+                result.version = store.publish(tenant, result.model)
         seconds["publish"] = round(time.monotonic() - started, 3)
     except DataError as exc:
         return TenantResult(tenant, "failed", f"Invalid export data: {exc}", name, seconds=seconds)
@@ -202,6 +218,37 @@ def _train_one(
 def _attempts(source: Source) -> dict[str, int]:
     """An HTTP source's download attempts of this fetch by status or error kind ({} for a folder)."""
     return dict(getattr(source, "attempts", None) or {})
+
+
+def _search_and_interim(
+    settings: Settings, store: Any, data: TenantData, data_fingerprint: str, name: str, report: Reporter, run_stamp: str,
+) -> tuple[dict[str, Any] | None, Reporter]:
+    """The last `auto` search of the tenant (for reuse) and the reporter that publishes the interim model."""
+    if name != "auto":
+        return None, report
+    from ml_service.training.interim import publishing_reporter
+    from ml_service.training.reuse import previous_search
+
+    previous = previous_search(store, data.tenant, data_fingerprint)
+    if not settings.anytime_publish:
+        return previous, report
+    return previous, publishing_reporter(report, settings, store, data, data_fingerprint, run_stamp)
+
+
+def _may_publish_final(settings: Settings, store: Any, tenant: str, result: TenantResult) -> bool:
+    """The gate of training/gate.py for a trained model (a fallback always publishes); recorded in its info."""
+    assert result.model is not None
+    if result.state != "trained":
+        return True
+    from ml_service.training.gate import METRIC, final_may_replace
+
+    score = result.model.metrics.get(METRIC)
+    allowed, reason, existing = final_may_replace(
+        store, tenant, float(score) if isinstance(score, (int, float)) else None, settings.validation_protocol)
+    result.model.info["gate"] = {"published": allowed, "reason": reason, "existing": existing}
+    if not allowed:
+        log.info("tenant %s: final model not published: %s", tenant, reason)
+    return allowed
 
 
 def _folder_bytes(root: Path) -> int:

@@ -12,6 +12,7 @@ from ml_service.models.base import TrainedModel
 from ml_service.models.extras import serving_extras
 from ml_service.source.base import TenantFiles
 from ml_service.training.context import TrainContext
+from ml_service.training.extras import cached
 
 
 @dataclass
@@ -36,12 +37,13 @@ def fingerprint(files: TenantFiles) -> str:
 
 
 def finish_model(model: TrainedModel, ctx: TrainContext, started: float, *, stage: str) -> dict[str, float]:
-    """Build what serves beside the final fit's scoring part, once (models/extras.py), and record the run's facts;
-    the seconds."""
+    """Build what serves beside the final fit's scoring part (models/extras.py), and record the run's facts; the
+    seconds. The parts that depend on the data only are computed once per parsed export (training/extras.py) and
+    shared by the quick, interim and final versions."""
     data = ctx.data
     model.extras = serving_extras(
         data, model.scoring, seed=ctx.seed, features=ctx.features, recent_per_learner=ctx.recent_per_learner,
-        info=model.info, base=model.extras,
+        info=model.info, base=model.extras, memo=lambda name, compute: cached(data, name, compute),
     )
     seconds = {"train": round(time.monotonic() - started, 3)}
     sizes = {"users": data.n_users, "items": data.n_items, "interactions": len(data.interactions)}
