@@ -271,6 +271,9 @@ def _write(path: Path, stats: dict[str, Any], rows: list[dict[str, Any]], old_co
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": ours + published,
     }
+    if path.exists():  # hand-kept history: every command that produced a row still present, and the notes
+        kept = json.loads(path.read_text())
+        payload |= {key: kept[key] for key in ("commands", "notes") if key in kept}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
 
