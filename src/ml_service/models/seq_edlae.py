@@ -22,6 +22,12 @@ from ml_service.models.registry import register
 # window 20, λ ≈ 2.3 x per item, weight 0.5: 0.2389 (λ ≈ 0.9 x per item: 0.2382; window 5: lower).
 CANDIDATES: tuple[tuple[int, float, float], ...] = ((20, 2.3, 0.5), (20, 0.9, 0.8))
 SCALE_SAMPLE_USERS = 2000
+# Half-lives (in interactions, counted back from each learner's newest) of the weights of the learner's own
+# history when scoring, tried on the same weights when validating: the first that validates best is kept.
+# MovieLens-1M, each learner's newest 20 % held out: ∞ 0.129, 40 0.142, 15 0.167 NDCG@10; with a random
+# hold-out ∞ wins (0.303 against 0.262 at 100), so validation decides.
+HALF_LIVES: tuple[float, ...] = (float("inf"), 30.0, 10.0)
+MIN_HISTORY_WEIGHT = 1e-3  # old interactions still count a little and never underflow to an absent entry
 
 
 def estimated_fit_seconds(n_users: int, n_items: int, nnz: int, window: int = 20) -> float:
@@ -72,6 +78,7 @@ class SeqEDLAEAlgorithm(DenseItemItemLimit):
             "window": int(params.get("window", CANDIDATES[0][0])),
             "timeline_lambda": float(params.get("timeline_lambda", 100.0)),
             "weight": float(params.get("weight", CANDIDATES[0][2])),
+            "half_life": float(params.get("half_life", float("inf"))),
         }
         if chosen["window"] < 1:
             raise ValueError(f"seq_edlae window must be at least 1, got {chosen['window']}")
@@ -84,19 +91,44 @@ class SeqEDLAEAlgorithm(DenseItemItemLimit):
                 timeline = timeline_weights(train, data.n_items, chosen["window"], chosen["timeline_lambda"])
                 item_item += chosen["weight"] / mean_spread(history, timeline, ctx.seed) * timeline
         fields = serving_fields(data, train, ctx)
-        return model_for(
-            data,
-            self.name,
-            kind=ITEM_ITEM,
-            item_item=item_item,
-            history=history,
-            user_cold=np.diff(history.indptr) == 0,
-            similarity_vectors=cooccurrence_embedding(history, fields["item_warm"], ctx.seed),
-            params=chosen,
-            info={"similarity": "truncated SVD of the column-normalised interaction matrix (co-occurrence cosine)",
-                  "timeline": bool(timed)},
-            **fields,
-        )
+        similarity = cooccurrence_embedding(history, fields["item_warm"], ctx.seed)
+
+        def build(half_life: float) -> TrainedModel:
+            return model_for(
+                data,
+                self.name,
+                kind=ITEM_ITEM,
+                item_item=item_item,
+                history=recency_weighted(data, train, half_life) if timed else history,
+                user_cold=np.diff(history.indptr) == 0,
+                similarity_vectors=similarity,
+                params=chosen | {"half_life": half_life},
+                info={"similarity": "truncated SVD of the column-normalised interaction matrix (co-occurrence cosine)",
+                      "timeline": bool(timed)},
+                **fields,
+            )
+
+        if ctx.evaluate is None or not timed or "half_life" in params:
+            return build(chosen["half_life"] if timed else float("inf"))
+        tried = {life: float(ctx.evaluate(build(life))) for life in HALF_LIVES}
+        model = build(max(tried, key=lambda life: (tried[life], -HALF_LIVES.index(life))))
+        model.info["validation_by_half_life"] = {str(life): round(score, 6) for life, score in tried.items()}
+        return model
+
+
+def recency_weighted(data: TenantData, train: Interactions, half_life: float) -> sp.csr_matrix:
+    """The binary history with each interaction weighted 0.5^(its rank from the learner's newest / half_life)."""
+    users = np.asarray(train.user)
+    values = np.ones(len(train), np.float32)
+    if np.isfinite(half_life) and len(train):
+        order = np.lexsort((-np.asarray(train.item), -np.asarray(train.timestamp), users))
+        sorted_users = users[order]
+        starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+        rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+        values[order] = np.maximum(0.5 ** (rank / half_life), MIN_HISTORY_WEIGHT)
+    matrix = sp.csr_matrix((values, (users, train.item)), shape=(data.n_users, data.n_items), dtype=np.float32)
+    matrix.sum_duplicates()
+    return matrix
 
 
 def timeline_gram(train: Interactions, n_items: int, window: int) -> np.ndarray:
