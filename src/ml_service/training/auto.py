@@ -19,7 +19,7 @@ from ml_service.training.metrics import evaluate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "edlae", "knn", "lda")
+DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease", "edlae", "seq_edlae", "knn", "lda")
 METRIC = "ndcg@10"
 BASELINE = "popular"
 CHEAP_DENSE_FIT_S = 60.0  # EASE/EDLAE whose estimated fit is shorter are tried right after kNN
@@ -52,7 +52,8 @@ def cost_order(names: Sequence[str], data: TenantData) -> list[str]:
     dense_seconds, _ = dense_fit_cost(data.n_users, data.n_items, len(data.interactions))
     ease_rank = 1.0 if dense_seconds <= CHEAP_DENSE_FIT_S else 3.5
     rank = {
-        "popular": 0.0, "knn": 0.5, "ease": ease_rank, "edlae": ease_rank + 0.1, "als": 2.0, "lda": 2.5, "mf": 3.0, "partial": 4.0, "hybrid": 5.0,
+        "popular": 0.0, "knn": 0.5, "ease": ease_rank, "edlae": ease_rank + 0.1,
+        "seq_edlae": ease_rank + 0.2, "als": 2.0, "lda": 2.5, "mf": 3.0, "partial": 4.0, "hybrid": 5.0,
     }
     return sorted(dict.fromkeys(names), key=lambda name: (rank.get(name, 6.0), name))
 
