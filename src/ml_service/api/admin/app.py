@@ -170,7 +170,7 @@ class AdminApp:
         """The tenant's stored versions, re-read only when its folder changed (publish, rollback and prune all rename or
         remove entries in it, which changes its modification time)."""
         try:
-            key = ((Path(self.store.root) / tenant).stat().st_mtime_ns, self.store.current_version(tenant))
+            key = (self.store.tenant_stamp(tenant), self.store.current_version(tenant))
             cached = self._versions_list.get(tenant)
             if cached is not None and cached[0] == key:
                 return cached[1]
