@@ -24,6 +24,12 @@ _STORE = "*"  # the key LoadFailures logs store-wide problems under (no tenant i
 
 
 
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
 def _longest_first(type_names: tuple[str, ...]) -> tuple[str, ...]:
     """Longest names first so that no type name is left half-removed by a shorter one."""
     return tuple(sorted(type_names, key=len, reverse=True))
@@ -222,6 +228,9 @@ class Recommender:
         self._failures = LoadFailures(retry_wait_s, retry_max_wait_s, clock)
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        self._clock = clock
+        self._store_error: tuple[float, float, str] | None = None  # (since, wall-clock since, error) while unreachable
+        self._store_ok_at: float | None = None  # wall-clock time of the last successful poll of the store
 
     # -- questions requests ask -------------------------------------------------------------------------
     @property
@@ -236,6 +245,20 @@ class Recommender:
     def knows_tenant(self, tenant: str) -> bool:
         state = self.state
         return tenant in state.indexes or tenant in state.known_tenants or tenant in state.status
+
+    def store_health(self) -> dict[str, Any]:
+        """What /health-check says about the model store: reachable at the last poll, or since when it is not."""
+        error = self._store_error
+        health: dict[str, Any] = {
+            "url": str(self.store.root),
+            "reachable": error is None,
+            "last_ok_at": _iso(self._store_ok_at),
+        }
+        if error is not None:
+            health["unreachable_since"] = _iso(error[1])
+            health["unreachable_seconds"] = round(self._clock() - error[0], 1)
+            health["error"] = error[2]
+        return health
 
     # -- keeping up with the store -------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -253,7 +276,13 @@ class Recommender:
                     _STORE, short(exc), f"reading the model store {self.store.root} failed ({short(exc)}); "
                     "serving the models loaded before",
                 )
+                if self._store_error is None:
+                    self._store_error = (self._clock(), time.time(), short(exc))
                 return False
+            if self._store_error is not None:
+                log.warning("the model store %s is reachable again after %.0f s", self.store.root, self._clock() - self._store_error[0])
+                self._store_error = None
+            self._store_ok_at = time.time()
             failures.clear_problem(_STORE)
             status = self._read_status(old)
             if tenants is None:
@@ -276,7 +305,23 @@ class Recommender:
                 or any(indexes[t] is not old.indexes.get(t) for t in indexes)
             )
             self.state = new  # the hot swap: one reference assignment
+            if changed:
+                self._prune_cache(new, old)
             return changed
+
+    def _prune_cache(self, new: ServingState, old: ServingState) -> None:
+        """Drop locally cached versions (object-store backends) of tenants whose served version changed."""
+        prune = getattr(self.store.backend, "prune_cache", None)
+        if prune is None:
+            return
+        for tenant in set(old.indexes) | set(new.indexes):
+            before, after = old.indexes.get(tenant), new.indexes.get(tenant)
+            if before is after:
+                continue
+            try:
+                prune(tenant, {after.version} if after is not None else set())
+            except OSError as exc:
+                log.warning("tenant %s: cleaning the local cache of model versions failed: %s", tenant, exc)
 
     def _resolve(self, tenant: str, current: TenantIndex | None) -> TenantIndex | None:
         """The index to serve for one tenant now: unchanged, newly loaded, kept after a failure, or a fallback."""
@@ -381,6 +426,9 @@ class Recommender:
     def _read_status(self, old: ServingState) -> dict[str, Mapping[str, Any]]:
         try:
             return dict(self.store.read_status())
+        except OSError as exc:  # the object store went away between two reads
+            log.warning("reading the training status failed (%s); keeping the previous status", short(exc))
+            return dict(old.status)
         except Exception:
             log.exception("reading the training status failed; keeping the previous status")
             return dict(old.status)

@@ -345,6 +345,8 @@ class ModelStore:
             raise BadPointerError(tenant, path, f"holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}): "
                                   "not a version id like 20261123T081500.000000Z-1a2b3c") from exc
         except OSError as exc:
+            if not self.backend.is_local:
+                raise  # the object store is unreachable: says nothing about the pointer, and passes
             raise BadPointerError(tenant, path, f"cannot be read: {exc.strerror or exc}") from exc
         if not VERSION_RE.fullmatch(name):
             raise BadPointerError(tenant, path, f"holds {name[:80]!r}, which is not a version id like 20261123T081500.000000Z-1a2b3c")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from ml_service.processes import pid_alive
 from ml_service.store.backend import TMP_PREFIX, Stamp
 from ml_service.store.files import disk_full_reported, fsync_dir
 from ml_service.store.format import META_FILE, VERSION_RE, StoreError
@@ -63,9 +64,9 @@ class FsspecBackend:
                 endpoint_url=endpoint_url,
                 use_listings_cache=False,  # pointers and listings must be read fresh every time
                 skip_instance_cache=True,
-                retries=2,
                 config_kwargs={"connect_timeout": timeout_s, "read_timeout": timeout_s, "retries": {"max_attempts": 2}},
             )
+            fs.retries = 2  # s3fs's own retry loop (default 5, with growing sleeps) on top of botocore's
         self.fs = fs
 
     # -- plumbing ------------------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class FsspecBackend:
         deadline = time.monotonic() + LOCK_WAIT_S
         while not self.create(key, token):
             stamp = self.stamp(key)
-            if stamp is not None and time.time() - stamp.mtime > LOCK_STALE_S and self.replace_if(key, token, stamp):
+            if stamp is not None and self._stale(key, stamp) and self.replace_if(key, token, stamp):
                 break
             if time.monotonic() > deadline:
                 raise StoreError(f"{self.where(key)} is held by another writer ({self._holder(key)}) for more than {LOCK_WAIT_S:.0f} s")
@@ -268,6 +269,16 @@ class FsspecBackend:
             with contextlib.suppress(OSError):
                 if self.read(key) == token:
                     self.delete(key)
+
+    def _stale(self, key: str, stamp: Stamp) -> bool:
+        """Older than LOCK_STALE_S, or written by a process of this host that is gone (a killed publish)."""
+        if time.time() - stamp.mtime > LOCK_STALE_S:
+            return True
+        try:
+            holder = json.loads(self.read(key))
+            return holder["host"] == socket.gethostname() and not pid_alive(int(holder["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
 
     def _holder(self, key: str) -> str:
         try:

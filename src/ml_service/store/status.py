@@ -52,7 +52,12 @@ def read_document(root: Where) -> dict[str, Any]:
         return document
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # ValueError includes UnicodeDecodeError
+    except OSError as exc:
+        if not backend.is_local:
+            raise  # an unreachable object store: the caller keeps the status it has
+        log.warning("%s cannot be read (%s); no training status is shown", path, exc)
+        return {}
+    except (ValueError, KeyError, TypeError) as exc:  # ValueError includes UnicodeDecodeError
         log.warning("%s cannot be read (%s); no training status is shown", path, exc)
         return {}
 
