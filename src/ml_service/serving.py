@@ -272,8 +272,8 @@ class Recommender:
                 due = token != old.token or old.token is None or failures.any_retry_due()
                 tenants = self.store.tenants() if due else None
             except Exception as exc:  # the store root itself is unreadable: keep everything as it is
-                failures.problem(
-                    _STORE, short(exc), f"reading the model store {self.store.root} failed ({short(exc)}); "
+                failures.problem(  # keyed by the error's type: an outage's messages vary from poll to poll
+                    _STORE, type(exc).__name__, f"reading the model store {self.store.root} failed ({short(exc)}); "
                     "serving the models loaded before",
                 )
                 if self._store_error is None:

@@ -186,12 +186,10 @@ class FsspecBackend:
             raise FileNotFoundError(f"{self.where(f'{tenant}/{version}/')} has no {META_FILE}: no complete version")
         staging = self.staging(tenant, version)
         try:
+            names = [n for n in sorted(sizes) if "/" not in n and not n.startswith(".")]
+            remotes = [self._key(f"{tenant}/{version}/{n}") for n in names]
             with disk_full_reported(self.cache_dir):
-                for name in sorted(sizes):
-                    if "/" in name or name.startswith("."):
-                        continue
-                    remote, local = self._key(f"{tenant}/{version}/{name}"), str(staging / name)
-                    self._call(lambda: self.fs.get_file(remote, local))
+                self._call(lambda: self.fs.get(remotes, [str(staging / n) for n in names]))  # concurrent GETs
             self._keep_in_cache(staging, tenant, version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
