@@ -21,6 +21,7 @@ from ml_service.store import ModelStore, StoreError
 
 log = logging.getLogger("ml_service.serving")
 _STORE = "*"  # the key LoadFailures logs store-wide problems under (no tenant id can be "*")
+_UNREAD = object()  # a tenant's CURRENT was not read in bulk: read it alone
 
 
 
@@ -271,6 +272,7 @@ class Recommender:
                 token = self.store.state_token()
                 due = token != old.token or old.token is None or failures.any_retry_due()
                 tenants = self.store.tenants() if due else None
+                pointers = self._pointers(tenants) if tenants else {}
             except Exception as exc:  # the store root itself is unreadable: keep everything as it is
                 failures.problem(  # keyed by the error's type: an outage's messages vary from poll to poll
                     _STORE, type(exc).__name__, f"reading the model store {self.store.root} failed ({short(exc)}); "
@@ -293,7 +295,7 @@ class Recommender:
                 return True
             indexes: dict[str, TenantIndex] = {}
             for tenant in tenants:
-                index = self._resolve(tenant, old.indexes.get(tenant))
+                index = self._resolve(tenant, old.indexes.get(tenant), pointers.get(tenant, _UNREAD))
                 if index is not None:
                     indexes[tenant] = index
             failures.forget(set(tenants) | {_STORE})
@@ -323,12 +325,24 @@ class Recommender:
             except OSError as exc:
                 log.warning("tenant %s: cleaning the local cache of model versions failed: %s", tenant, exc)
 
-    def _resolve(self, tenant: str, current: TenantIndex | None) -> TenantIndex | None:
-        """The index to serve for one tenant now: unchanged, newly loaded, kept after a failure, or a fallback."""
+    def _pointers(self, tenants: list[str]) -> dict[str, Any]:
+        """Every tenant's CURRENT read at once where the store can (an object store: concurrent GETs)."""
+        bulk = getattr(self.store, "current_versions", None)
+        return dict(bulk(tenants)) if bulk is not None else {}
+
+    def _resolve(self, tenant: str, current: TenantIndex | None, pointer: Any = _UNREAD) -> TenantIndex | None:
+        """The index to serve for one tenant now: unchanged, newly loaded, kept after a failure, or a fallback.
+
+        `pointer` is the tenant's CURRENT as read in bulk (a version, None, or the exception), or _UNREAD."""
         failures = self._failures
         keeping = f"still serving version {current.version}" if current is not None else "the tenant is not served"
         try:
-            version = self.store.current_version(tenant)
+            if pointer is _UNREAD:
+                version = self.store.current_version(tenant)
+            elif isinstance(pointer, Exception):
+                raise pointer
+            else:
+                version = pointer
         except Exception as exc:  # unreadable or garbage CURRENT (StoreError, UnicodeDecodeError, OSError...)
             if transient_cause(exc) is not None:
                 failures.transient(tenant, "reading CURRENT", exc)

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import threading
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -119,6 +120,7 @@ def moto_s3() -> Iterator[S3]:
     relay = Relay(port)
     try:
         s3 = S3(f"http://{host}:{port}", relay)
+        urllib.request.urlopen(urllib.request.Request(s3.endpoint + "/moto-api/reset", method="POST"), timeout=10).close()  # moto's state is per process
         backend = FsspecBackend(f"s3://{BUCKET}/x", Path("/nonexistent"), endpoint_url=s3.endpoint)
         backend.fs.mkdir(BUCKET)
         yield s3

@@ -39,6 +39,7 @@ class Backend(Protocol):
 
     def where(self, key: str) -> str: ...
     def read(self, key: str) -> bytes: ...  # FileNotFoundError when absent
+    def read_many(self, keys: list[str]) -> dict[str, bytes | Exception]: ...  # each object, or why it could not be read
     def write(self, key: str, data: bytes) -> None: ...  # whole object; readers see the old or the new bytes
     def create(self, key: str, data: bytes) -> bool: ...  # only if absent; False when it exists
     def replace_if(self, key: str, data: bytes, stamp: Stamp) -> bool: ...  # only if unchanged since `stamp`
@@ -77,6 +78,15 @@ class LocalBackend:
     # -- small objects -------------------------------------------------------------------------------------
     def read(self, key: str) -> bytes:
         return self.path(key).read_bytes()
+
+    def read_many(self, keys: list[str]) -> dict[str, bytes | Exception]:
+        found: dict[str, bytes | Exception] = {}
+        for key in keys:
+            try:
+                found[key] = self.read(key)
+            except OSError as exc:
+                found[key] = exc
+        return found
 
     def write(self, key: str, data: bytes) -> None:
         path = self.path(key)

@@ -333,12 +333,32 @@ class ModelStore:
     def _tenant_exists(self, tenant: str) -> bool:
         return tenant in self.backend.children("") or bool(self._version_names(tenant))
 
-    def _read_pointer(self, tenant: str, file_name: str) -> str | None:
+    def current_versions(self, tenants: list[str]) -> dict[str, str | None | Exception]:
+        """current_version() of many tenants in one go (concurrent reads on an object store): each tenant's version,
+        None, or the exception current_version() would raise. Raises when the store itself cannot be reached."""
+        for tenant in tenants:
+            self._tenant_dir(tenant)  # a safe id: it becomes a key
+        raw = self.backend.read_many([f"{t}/{CURRENT_FILE}" for t in tenants])
+        out: dict[str, str | None | Exception] = {}
+        for tenant in tenants:
+            value = raw[f"{tenant}/{CURRENT_FILE}"]
+            if isinstance(value, OSError) and not isinstance(value, FileNotFoundError) and not self.backend.is_local:
+                raise value
+            try:
+                out[tenant] = self._read_pointer(tenant, CURRENT_FILE, value)
+            except StoreError as exc:
+                out[tenant] = exc
+        return out
+
+    def _read_pointer(self, tenant: str, file_name: str, read: bytes | Exception | None = None) -> str | None:
+        """The version a pointer file names (`read`: its bytes, or the error reading it, when already fetched)."""
         self._tenant_dir(tenant)
         key = f"{tenant}/{file_name}"
         path = Path(self.backend.where(key)) if self.backend.is_local else self.backend.where(key)
         try:
-            name = self.backend.read(key).decode("utf-8").strip()
+            if isinstance(read, Exception):
+                raise read
+            name = (self.backend.read(key) if read is None else read).decode("utf-8").strip()
         except FileNotFoundError:
             return None
         except UnicodeDecodeError as exc:
