@@ -188,3 +188,32 @@ def test_status_files_accept_the_backend(store: ModelStore) -> None:
     assert status_files.read_absent_runs(store.backend) == {"5": 2}
     assert json.loads(store.backend.read("status.json"))["tenants"] == {"0": {"state": "trained"}}
     assert BUCKET in str(store.root)
+
+
+def test_train_and_the_models_command_work_on_an_s3_store(s3: S3, tmp_path: Path) -> None:
+    """`ml-service train` (run lock, anytime publish, status, retention) and `models list|pin` through ML_STORE_URL."""
+    from ml_service.demo.run import SAMPLE_DIR
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ML_", "AWS_"))}
+    env.update({**s3.env("cli", via_relay=False), "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs"),
+                "ML_NUM_THREADS": "1"})
+    cli = [sys.executable, "-m", "ml_service.cli"]
+    trained = subprocess.run([*cli, "train", "--source", str(SAMPLE_DIR), "--algorithm", "popular"], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    store = s3.store(tmp_path / "cache", prefix="cli")
+    tenants = store.tenants()
+    assert tenants and all(store.current_version(t) for t in tenants)
+    assert set(store.read_status()) >= set(tenants) and store.backend.stamp("run.lock") is None  # released
+    assert not (tmp_path / "models" / "recommender").exists() or not any((tmp_path / "models" / "recommender").glob("*/CURRENT"))
+    listed = subprocess.run([*cli, "models", "list"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and all(t in listed.stdout for t in tenants), listed.stdout + listed.stderr
+    version = store.current_version(tenants[0])
+    pinned = subprocess.run([*cli, "models", "pin", tenants[0]], env=env, capture_output=True, text=True, timeout=120)
+    assert pinned.returncode == 0, pinned.stderr
+    assert store.pinned_version(tenants[0]) == version
+    pointers = store.current_versions(tenants + ["99"])
+    assert pointers == {**{t: store.current_version(t) for t in tenants}, "99": None}
+    stamp = store.tenant_stamp(tenants[0])
+    store.publish(tenants[0], factors_model(seed=5))
+    assert store.tenant_stamp(tenants[0]) != stamp  # the dashboard re-reads the versions after a publish

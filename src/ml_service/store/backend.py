@@ -233,5 +233,7 @@ class LocalBackend:
 def as_backend(where: "Path | str | Backend") -> "Backend":
     """A backend as given, or the LocalBackend of a folder path (callers and tests that know only a folder)."""
     if isinstance(where, (str, Path)):
+        if "://" in str(where):
+            raise ValueError(f"{where} is a URL, not a folder: pass the store's backend (ModelStore.backend)")
         return LocalBackend(Path(where))
     return where
