@@ -80,7 +80,7 @@ class ModelStore:
             from ml_service.store.s3 import FsspecBackend
 
             backend = FsspecBackend(url, settings.store_cache_dir, endpoint_url=settings.s3_endpoint_url,
-                                    timeout_s=settings.store_timeout_s)
+                                    timeout_s=settings.store_timeout_s, lock_stale_s=settings.run_lock_stale_minutes * 60.0)
             return cls(url, settings.keep_versions, backend=backend)
         return cls(Path(url) if url else settings.recommender_dir, settings.keep_versions)
 

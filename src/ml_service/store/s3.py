@@ -28,7 +28,7 @@ from ml_service.store.files import disk_full_reported, fsync_dir
 from ml_service.store.format import META_FILE, VERSION_RE, StoreError
 
 T = TypeVar("T")
-LOCK_STALE_S = 900.0  # a tenant's writer lock older than this was left by a killed writer (a publish takes seconds)
+LOCK_STALE_S = 1800.0  # default age of a tenant's writer lock left by a killed writer (a publish takes seconds): ML_RUN_LOCK_STALE
 LOCK_WAIT_S = 120.0  # how long a writer waits for another one's tenant lock before giving up
 
 
@@ -49,12 +49,13 @@ class FsspecBackend:
     is_local = False
 
     def __init__(self, url: str, cache_dir: Path, *, endpoint_url: str | None = None, timeout_s: float = 10.0,
-                 fs: Any = None) -> None:
+                 lock_stale_s: float = LOCK_STALE_S, fs: Any = None) -> None:
         if not url.startswith("s3://") or not url[5:].strip("/"):
             raise StoreError(f"ML_STORE_URL={url!r} is not s3://bucket/prefix")
         self.url = url.rstrip("/")
         self.base = self.url[5:]
         self.cache_dir = Path(cache_dir)
+        self.lock_stale_s = lock_stale_s
         if fs is None:
             try:
                 import s3fs
@@ -259,7 +260,7 @@ class FsspecBackend:
                 removed.append(self.where(f"{tenant}/{version}"))
         folder = self.cache_dir / tenant
         for path in folder.iterdir() if folder.is_dir() else []:
-            if path.name.startswith(TMP_PREFIX) and time.time() - path.stat().st_mtime > LOCK_STALE_S:
+            if path.name.startswith(TMP_PREFIX) and time.time() - path.stat().st_mtime > self.lock_stale_s:
                 shutil.rmtree(path, ignore_errors=True)
         return removed
 
@@ -283,8 +284,8 @@ class FsspecBackend:
                     self.delete(key)
 
     def _stale(self, key: str, stamp: Stamp) -> bool:
-        """Older than LOCK_STALE_S, or written by a process of this host that is gone (a killed publish)."""
-        if time.time() - stamp.mtime > LOCK_STALE_S:
+        """Older than lock_stale_s, or written by a process of this host that is gone (a killed publish)."""
+        if time.time() - stamp.mtime > self.lock_stale_s:
             return True
         try:
             holder = json.loads(self.read(key))
