@@ -39,6 +39,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | MovieLens-1M under RecBole's "general" protocol, next to RecBole's published table | `recbole_ml1m.py` | `results/recbole_ml1m.json` |
 | Time to the first `success: true` through the service path, anytime publishing on vs off | `first_answer.py` | `results/first_answer.json` |
 | `auto`'s cost models against measured tuning/refit time and peak RSS | `costs.py` | `results/costs.json` |
+| Replica switch-over: publish to an S3 store (moto) -> two `serve --no-scheduler` replicas serving it, under load | `replica_switch.py` | `results/replica_switch.json` |
 """
 
 
@@ -454,6 +455,19 @@ def reliability_section(d: dict) -> str:
     ])
 
 
+def replica_switch_section(d: dict) -> str:
+    sw, req, setup = d["switch_s"], d["requests"], d["setup"]
+    m = setup["model"]
+    return "\n".join([
+        "## Replica switch-over", "", f"`{d['command']}` ({d['generated_at']}, load average {d['machine']['loadavg_before']} "
+        f"before, {d['machine']['loadavg_after']} after). {setup['store']}; {setup['replicas']} replicas polling every "
+        f"{setup['poll_s']:g} s; a {m['users']:,} x {m['items']:,} x {m['factors']} factor model ({m['bytes']:,} bytes).", "",
+        table(["publishes", "switch p50 s", "mean s", "max s", "within 2 polls", "never switched", "requests ok", "failed"],
+              [[d["publishes"], sw["p50"], sw["mean"], sw["max"], d["within_2_polls"], d["never_switched"], req["ok"], req["failed"]]]),
+        "", f"Goal: {d['goal']}: {'met' if d['goal_met'] else 'NOT met'}. {d['notes']}.",
+    ])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (
@@ -475,6 +489,7 @@ def main() -> int:
         ("recbole_ml1m.json", recbole_section),
         ("first_answer.json", first_answer_section),
         ("costs.json", costs_section),
+        ("replica_switch.json", replica_switch_section),
     ):
         data = load(name)
         parts.append(render(data) if data else f"## {name}\n\nNot run yet.")

@@ -127,7 +127,7 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         die_with_parent()
     settings.ensure_dirs()
     configure_logging(settings.logs_dir, console=not ns.scheduled)
-    store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+    store = ModelStore.from_settings(settings)
     source = _make_source(settings, Path(source_arg) if from_folder else None, force=ns.force)
     from ml_service.training.progress import ProgressWriter
 
@@ -281,7 +281,7 @@ def _cmd_models(ns: argparse.Namespace) -> int:
     from ml_service.store import ModelStore
 
     settings = Settings.from_env(require_totara=False)
-    store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+    store = ModelStore.from_settings(settings)
     return models_command(store, ns.action, ns.tenant, ns.version, sys.stdout)
 
 

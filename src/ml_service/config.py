@@ -116,6 +116,12 @@ class Settings:
     admin_session_s: float = 28800.0
     admin_login_attempts: int = 5  # failed logins per client address per minute before refusing
     recent_per_learner: int = 10  # interactions (item, date) kept per learner in a model for the dashboard's try it
+    # The model store (store/backend.py, store/s3.py): "" = the `recommender` folder in models_dir, another folder,
+    # or s3://bucket/prefix; the S3 endpoint (MinIO...), the timeout of one store request, the replicas' poll period.
+    store_url: str = ""
+    s3_endpoint_url: str | None = None
+    store_timeout_s: float = 10.0
+    store_poll_s: float = 1.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -152,6 +158,7 @@ class Settings:
         seen_policy = (get("ML_SEEN_POLICY") or "exclude").lower()
         if seen_policy not in SEEN_POLICIES:
             raise ConfigError(f"ML_SEEN_POLICY={seen_policy!r} is invalid: allowed values are exclude, demote")
+        store_url = _parse_store_url(get("ML_STORE_URL"))
         verify_tls = _parse_bool(env, "ML_TOTARA_VERIFY_TLS", False)
         ca_bundle = _parse_ca_bundle(get("ML_TOTARA_CA_BUNDLE"), verify_tls)
         return cls(
@@ -200,6 +207,10 @@ class Settings:
             admin_session_s=_parse_number(env, "ML_ADMIN_SESSION_SECONDS", 28800.0, minimum=60.0, kind=float),
             admin_login_attempts=_parse_number(env, "ML_ADMIN_LOGIN_ATTEMPTS", 5, minimum=1, maximum=1000, kind=int),
             recent_per_learner=_parse_number(env, "ML_RECENT_PER_LEARNER", 10, minimum=0, maximum=1000, kind=int),
+            store_url=store_url,
+            s3_endpoint_url=_s3_endpoint(env),
+            store_timeout_s=_parse_number(env, "ML_STORE_TIMEOUT", 10.0, minimum=0.1, maximum=600.0, kind=float),
+            store_poll_s=_parse_number(env, "ML_STORE_POLL", 1.0, minimum=0.05, maximum=3600.0, kind=float),
         )
 
     def with_(self, **changes: object) -> "Settings":
@@ -210,6 +221,11 @@ class Settings:
     def recommender_dir(self) -> Path:
         """Where the model store keeps tenants' model versions."""
         return self.models_dir / "recommender"
+
+    @property
+    def store_cache_dir(self) -> Path:
+        """Where a replica keeps the versions it serves from an S3 store (memory-mapped from there)."""
+        return self.models_dir / "store-cache"
 
     @property
     def staging_dir(self) -> Path:
@@ -253,6 +269,34 @@ def parse_bind(value: str) -> tuple[BindAddress, ...]:
     if not addresses:
         raise ConfigError("ML_BIND is empty: give at least one HOST:PORT, e.g. *:5000")
     return tuple(addresses)
+
+
+def _parse_store_url(raw: str) -> str:
+    """ML_STORE_URL: empty (the default folder), a folder path, or s3://bucket[/prefix]."""
+    if not raw:
+        return ""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", raw)
+    if match is None or len(match.group(1)) == 1:  # no scheme, or a Windows drive letter: a folder
+        return raw
+    if match.group(1).lower() == "file":
+        return raw[len("file://"):]
+    if match.group(1).lower() != "s3" or not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", raw, re.I):
+        raise ConfigError(
+            f"ML_STORE_URL={raw!r} is invalid: expected a folder path or s3://bucket/prefix "
+            "(S3 or any S3-compatible store such as MinIO; set ML_S3_ENDPOINT_URL for the latter)"
+        )
+    return raw.rstrip("/")
+
+
+def _s3_endpoint(env: Mapping[str, str]) -> str | None:
+    """ML_S3_ENDPOINT_URL, else the AWS SDK's own AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL; None = AWS itself."""
+    for name in ("ML_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        value = (env.get(name) or "").strip()
+        if value:
+            if not re.match(r"(?i)^https?://", value):
+                raise ConfigError(f"{name}={value!r} is invalid: it must start with http:// or https://")
+            return value
+    return None
 
 
 def _parse_ca_bundle(raw: str, verify_tls: bool) -> Path | None:

@@ -52,8 +52,8 @@ def app_from_env() -> Any:
     raise_open_file_limit()
     settings = Settings.from_env(require_totara=not _demo_mode())
     configure_logging(settings.logs_dir)
-    store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
-    return create_app(settings, store, scheduler=SchedulerView(scheduler_state_path(settings)))
+    store = ModelStore.from_settings(settings)
+    return create_app(settings, store, scheduler=SchedulerView(scheduler_state_path(settings)), refresh_interval_s=settings.store_poll_s)
 
 
 def _http_protocol() -> Any:
@@ -121,7 +121,7 @@ def serve(settings: Settings, *, with_scheduler: bool = True) -> None:
 
     settings.ensure_dirs()
     configure_logging(settings.logs_dir)  # the scheduler logs from this (supervisor) process
-    store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+    store = ModelStore.from_settings(settings)
     if settings.workers > 1 and settings.metrics_enabled and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from ml_service.metrics import prepare_multiprocess
 

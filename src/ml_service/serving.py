@@ -22,7 +22,14 @@ from ml_service.store import ModelStore, StoreError
 
 log = logging.getLogger("ml_service.serving")
 _STORE = "*"  # the key LoadFailures logs store-wide problems under (no tenant id can be "*")
+_UNREAD = object()  # a tenant's CURRENT was not read in bulk: read it alone
 
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
 def _longest_first(type_names: tuple[str, ...]) -> tuple[str, ...]:
@@ -226,6 +233,9 @@ class Recommender:
         self._failures = LoadFailures(retry_wait_s, retry_max_wait_s, clock)
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        self._clock = clock
+        self._store_error: tuple[float, float, str] | None = None  # (since, wall-clock since, error) while unreachable
+        self._store_ok_at: float | None = None  # wall-clock time of the last successful poll of the store
 
     # -- questions requests ask -------------------------------------------------------------------------
     @property
@@ -241,6 +251,20 @@ class Recommender:
         state = self.state
         return tenant in state.indexes or tenant in state.known_tenants or tenant in state.status
 
+    def store_health(self) -> dict[str, Any]:
+        """What /health-check says about the model store: reachable at the last poll, or since when it is not."""
+        error = self._store_error
+        health: dict[str, Any] = {
+            "url": str(self.store.root),
+            "reachable": error is None,
+            "last_ok_at": _iso(self._store_ok_at),
+        }
+        if error is not None:
+            health["unreachable_since"] = _iso(error[1])
+            health["unreachable_seconds"] = round(self._clock() - error[0], 1)
+            health["error"] = error[2]
+        return health
+
     # -- keeping up with the store -------------------------------------------------------------------------
     def refresh(self) -> bool:
         """Load tenants whose current version changed (or whose transient failure is due for a retry), then
@@ -252,12 +276,19 @@ class Recommender:
                 token = self.store.state_token()
                 due = token != old.token or old.token is None or failures.any_retry_due()
                 tenants = self.store.tenants() if due else None
+                pointers = self._pointers(tenants) if tenants else {}
             except Exception as exc:  # the store root itself is unreadable: keep everything as it is
-                failures.problem(
-                    _STORE, short(exc), f"reading the model store {self.store.root} failed ({short(exc)}); "
+                failures.problem(  # keyed by the error's type: an outage's messages vary from poll to poll
+                    _STORE, type(exc).__name__, f"reading the model store {self.store.root} failed ({short(exc)}); "
                     "serving the models loaded before",
                 )
+                if self._store_error is None:
+                    self._store_error = (self._clock(), time.time(), short(exc))
                 return False
+            if self._store_error is not None:
+                log.warning("the model store %s is reachable again after %.0f s", self.store.root, self._clock() - self._store_error[0])
+                self._store_error = None
+            self._store_ok_at = time.time()
             failures.clear_problem(_STORE)
             status = self._read_status(old)
             if tenants is None:
@@ -268,7 +299,7 @@ class Recommender:
                 return True
             indexes: dict[str, TenantIndex] = {}
             for tenant in tenants:
-                index = self._resolve(tenant, old.indexes.get(tenant))
+                index = self._resolve(tenant, old.indexes.get(tenant), pointers.get(tenant, _UNREAD))
                 if index is not None:
                     indexes[tenant] = index
             failures.forget(set(tenants) | {_STORE})
@@ -280,14 +311,42 @@ class Recommender:
                 or any(indexes[t] is not old.indexes.get(t) for t in indexes)
             )
             self.state = new  # the hot swap: one reference assignment
+            if changed:
+                self._prune_cache(new, old)
             return changed
 
-    def _resolve(self, tenant: str, current: TenantIndex | None) -> TenantIndex | None:
-        """The index to serve for one tenant now: unchanged, newly loaded, kept after a failure, or a fallback."""
+    def _prune_cache(self, new: ServingState, old: ServingState) -> None:
+        """Drop locally cached versions (object-store backends) of tenants whose served version changed."""
+        prune = getattr(self.store.backend, "prune_cache", None)
+        if prune is None:
+            return
+        for tenant in set(old.indexes) | set(new.indexes):
+            before, after = old.indexes.get(tenant), new.indexes.get(tenant)
+            if before is after:
+                continue
+            try:
+                prune(tenant, {after.version} if after is not None else set())
+            except OSError as exc:
+                log.warning("tenant %s: cleaning the local cache of model versions failed: %s", tenant, exc)
+
+    def _pointers(self, tenants: list[str]) -> dict[str, Any]:
+        """Every tenant's CURRENT read at once where the store can (an object store: concurrent GETs)."""
+        bulk = getattr(self.store, "current_versions", None)
+        return dict(bulk(tenants)) if bulk is not None else {}
+
+    def _resolve(self, tenant: str, current: TenantIndex | None, pointer: Any = _UNREAD) -> TenantIndex | None:
+        """The index to serve for one tenant now: unchanged, newly loaded, kept after a failure, or a fallback.
+
+        `pointer` is the tenant's CURRENT as read in bulk (a version, None, or the exception), or _UNREAD."""
         failures = self._failures
         keeping = f"still serving version {current.version}" if current is not None else "the tenant is not served"
         try:
-            version = self.store.current_version(tenant)
+            if pointer is _UNREAD:
+                version = self.store.current_version(tenant)
+            elif isinstance(pointer, Exception):
+                raise pointer
+            else:
+                version = pointer
         except Exception as exc:  # unreadable or garbage CURRENT (StoreError, UnicodeDecodeError, OSError...)
             if transient_cause(exc) is not None:
                 failures.transient(tenant, "reading CURRENT", exc)
@@ -385,6 +444,9 @@ class Recommender:
     def _read_status(self, old: ServingState) -> dict[str, Mapping[str, Any]]:
         try:
             return dict(self.store.read_status())
+        except OSError as exc:  # the object store went away between two reads
+            log.warning("reading the training status failed (%s); keeping the previous status", short(exc))
+            return dict(old.status)
         except Exception:
             log.exception("reading the training status failed; keeping the previous status")
             return dict(old.status)

@@ -190,7 +190,9 @@ def test_no_model_says_false(
     url = serve(settings.with_(totara_url=simulator.url), ModelStore(settings.models_dir / "empty"), clock=Clock(NOW))
     body = health(client, url)
     assert body["success"] is True and body["totara"]["recommendation_model"] == "false"
-    assert "logs_file_exists" not in body["totara"] and body["service"] == {"tenants": {}}
+    assert "logs_file_exists" not in body["totara"] and body["service"]["tenants"] == {}
+    store = body["service"]["store"]
+    assert store["reachable"] is True and store["url"] == str(settings.models_dir / "empty") and "error" not in store
 
 
 def test_last_training_summary_of_an_empty_log(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def service_details(recommender: Recommender, scheduler: SchedulerInfo | None, n
         entry = tenants.setdefault(tenant, {})
         entry["last_run_state"] = status.get("state")
         entry["last_run_msg"] = status.get("msg")
-    details: dict[str, Any] = {"tenants": tenants}
+    details: dict[str, Any] = {"tenants": tenants, "store": recommender.store_health()}
     if scheduler is not None:
         details["next_training"] = scheduler.next_run_at
         details["training_running"] = bool(scheduler.running)

@@ -55,7 +55,7 @@ def run_demo(*, port: int, workdir: Path, export_dir: Path | None = None, serve_
         configure_logging(settings.logs_dir, console=False)
         print(f"Totara simulator serving {export} at {simulator.url}", flush=True)
         print("Training on the sample export (HTTP pull from the simulator)...", flush=True)
-        store = ModelStore(settings.recommender_dir, keep_versions=settings.keep_versions)
+        store = ModelStore.from_settings(settings)
         result = run_training(settings, TotaraHttpSource(settings, settings.models_dir / "staging"), store)
         if result.error:
             print(f"Training failed: {result.error}")

@@ -1,8 +1,9 @@
 """The model store: versioned, atomically published, pickle-free model folders per tenant, and the run lock.
 
 Modules: `format` (a version folder: .npy + JSON + SHA-256), `model_store` (publish, pointer, pin, prune),
-`status` (root files STATE and status.json), `runlock` (one training run at a time), `retention` (tenants that
-left tenants.csv), `files` (durable writes: the seam for another storage backend).
+`backend` (where the bytes live: the Backend interface, LocalBackend), `s3` (FsspecBackend: s3://bucket/prefix and a
+replica's local cache), `status` (root files STATE and status.json), `runlock` (one training run at a time),
+`retention` (tenants that left tenants.csv), `files` (durable local writes).
 """
 
 from __future__ import annotations

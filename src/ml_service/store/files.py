@@ -1,7 +1,7 @@
 """Durable local file operations of the store: whole-file writes, atomic replaces with unique temporary names.
 
-This is the seam a remote backend (e.g. S3 through fsspec) would replace: every write of the store goes through
-`write_file` (put a whole file) or `atomic_write` (replace a small pointer file so readers see old or new).
+LocalBackend (backend.py) writes through these: `write_file` (put a whole file) and `atomic_write` (replace a small
+pointer file so readers see old or new). The S3 backend (s3.py) uses them only for its local cache's free-space errors.
 """
 
 from __future__ import annotations

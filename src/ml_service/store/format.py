@@ -224,13 +224,21 @@ def _library_versions() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------- reading
 def read_meta(tenant: str, version: str, folder: Path) -> dict[str, Any]:
-    """meta.json of a version, checked for the keys every reader relies on."""
-    path = folder / META_FILE
+    """meta.json of a version folder, checked for the keys every reader relies on."""
     try:
-        meta = json.loads(path.read_bytes().decode("utf-8"))
+        raw = (folder / META_FILE).read_bytes()
     except FileNotFoundError:
         raise CorruptVersionError(tenant, version, META_FILE, "the file is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except OSError as exc:
+        raise CorruptVersionError(tenant, version, META_FILE, f"not valid JSON ({exc})") from None
+    return meta_from_bytes(tenant, version, raw)
+
+
+def meta_from_bytes(tenant: str, version: str, raw: bytes) -> dict[str, Any]:
+    """meta.json's bytes (from a folder or an object store), checked for the keys every reader relies on."""
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptVersionError(tenant, version, META_FILE, f"not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or "format_version" not in meta:
         raise CorruptVersionError(tenant, version, META_FILE, "no format_version: not a model meta file")
@@ -243,6 +251,17 @@ def read_meta(tenant: str, version: str, folder: Path) -> dict[str, Any]:
         if not isinstance(meta.get(key), kind):
             raise CorruptVersionError(tenant, version, META_FILE, f"{key!r} is missing or not a {kind.__name__}")
     return meta
+
+
+def check_sizes(tenant: str, version: str, meta: dict[str, Any], sizes: dict[str, int]) -> None:
+    """Every file meta.json lists is among `sizes` ({file name: bytes}, as a backend lists them) with its size."""
+    for name, spec in meta["files"].items():
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise CorruptVersionError(tenant, version, META_FILE, f"lists an unsafe file name {name!r}")
+        if name not in sizes:
+            raise CorruptVersionError(tenant, version, name, "the file is missing")
+        if sizes[name] != spec.get("size"):
+            raise CorruptVersionError(tenant, version, name, f"size is {sizes[name]} bytes, expected {spec.get('size')}")
 
 
 def check_files(tenant: str, version: str, folder: Path, meta: dict[str, Any], *, hashes: bool) -> None:

@@ -2,48 +2,48 @@
 
 Layout: `<tenant>/CURRENT` names the served version; `<tenant>/PINNED` (optional) holds a version the operator
 pinned: publishing still stores new versions but does not move CURRENT. Writers of one tenant are serialised
-with an flock on `<tenant>/.lock` where the platform has fcntl; readers never lock: all they can see is complete.
+with a lock on `<tenant>/.lock` (local: an flock where the platform has fcntl; S3: a conditional write); readers
+never lock: all they can see is complete. Where the bytes live is the Backend's business (backend.py, s3.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
-import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml_service.models.base import TrainedModel
 from ml_service.store import status as status_files
-from ml_service.store.files import atomic_write, disk_full_reported, exclusive_lock, fsync_dir
+from ml_service.store.backend import DELETE_PREFIX, LOCK_FILE, TMP_PREFIX, Backend, LocalBackend
+from ml_service.store.files import disk_full_reported
 from ml_service.store.format import (
+    META_FILE,
     VERSION_RE,
     BadPointerError,
     CorruptVersionError,
     LoadedModel,
     StoreError,
-    check_files,
     check_publishable,
+    check_sizes,
     check_version_name,
     created_from_id,
-    folder_size,
     load_version,
+    meta_from_bytes,
     new_version_id,
-    read_meta,
     write_version,
 )
+
+if TYPE_CHECKING:
+    from ml_service.config import Settings
 
 log = logging.getLogger("ml_service.store")
 
 CURRENT_FILE = "CURRENT"
 PINNED_FILE = "PINNED"
-LOCK_FILE = ".lock"
-TMP_PREFIX = ".tmp-"  # a version being written; never visible as a version
-DELETE_PREFIX = ".del-"  # a version (or at the root, a tenant) being deleted; never visible
+__all__ = ["CURRENT_FILE", "DELETE_PREFIX", "LOCK_FILE", "PINNED_FILE", "TMP_PREFIX", "TENANT_RE", "ModelStore", "VersionInfo"]
 TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -65,18 +65,29 @@ class VersionInfo:
 class ModelStore:
     """Tenants' model versions with a `CURRENT` pointer each; see the module docstring for the layout."""
 
-    def __init__(self, root: Path, keep_versions: int = 5) -> None:
+    def __init__(self, root: Path | str, keep_versions: int = 5, *, backend: Backend | None = None) -> None:
         if keep_versions < 1:
             raise ValueError(f"keep_versions must be at least 1, got {keep_versions}")
-        self.root = Path(root)
+        self.backend: Backend = backend if backend is not None else LocalBackend(Path(root))
+        self.root: Path | str = Path(root) if self.backend.is_local else self.backend.url  # for messages
         self.keep_versions = keep_versions
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "ModelStore":
+        """The store ML_STORE_URL names: a folder (default: `recommender` in ML_MODELS_DIR) or s3://bucket/prefix."""
+        url = settings.store_url
+        if url.startswith("s3://"):
+            from ml_service.store.s3 import FsspecBackend
+
+            backend = FsspecBackend(url, settings.store_cache_dir, endpoint_url=settings.s3_endpoint_url,
+                                    timeout_s=settings.store_timeout_s, lock_stale_s=settings.run_lock_stale_minutes * 60.0)
+            return cls(url, settings.keep_versions, backend=backend)
+        return cls(Path(url) if url else settings.recommender_dir, settings.keep_versions)
 
     # ----------------------------------------------------------------------------------------- reading
     def tenants(self) -> list[str]:
         """Tenants with a folder in the store (published or not), sorted numerically where possible."""
-        if not self.root.is_dir():
-            return []
-        names = [p.name for p in self.root.iterdir() if p.is_dir() and TENANT_RE.fullmatch(p.name)]
+        names = [n for n in self.backend.children("") if TENANT_RE.fullmatch(n)]
         return sorted(names, key=lambda n: (0, int(n), "") if n.isdigit() else (1, 0, n))
 
     def current_version(self, tenant: str) -> str | None:
@@ -93,17 +104,17 @@ class ModelStore:
 
     def versions(self, tenant: str) -> list[VersionInfo]:
         """Every complete version of a tenant, newest first, each with a cheap integrity check."""
-        tenant_dir = self._tenant_dir(tenant)
+        self._tenant_dir(tenant)
         current = self._current_or_none(tenant)
         pinned = self._pointer_or_none(tenant, PINNED_FILE)
         infos = []
-        for name in self._version_names(tenant_dir):
-            folder = tenant_dir / name
+        for name in self._version_names(tenant):
             error = ""
             meta: dict[str, Any] = {}
+            sizes = self.backend.version_sizes(tenant, name)
             try:
-                meta = read_meta(tenant, name, folder)
-                check_files(tenant, name, folder, meta, hashes=False)
+                meta = self.read_meta(tenant, name)
+                check_sizes(tenant, name, meta, sizes)
             except CorruptVersionError as exc:
                 error = f"{exc.file}: {exc.problem}"
             infos.append(
@@ -112,7 +123,7 @@ class ModelStore:
                     created_at=str(meta.get("created_at") or created_from_id(name)),
                     algorithm=str(meta.get("algorithm", "")),
                     metrics=dict(meta.get("metrics") or {}),
-                    size_bytes=folder_size(folder),
+                    size_bytes=sum(sizes.values()),
                     is_current=name == current,
                     ok=not error,
                     error=error,
@@ -131,10 +142,8 @@ class ModelStore:
         tenant_dir = self._tenant_dir(tenant)
         if version is not None:
             check_version_name(version)
-            if not (tenant_dir / version).is_dir():
-                raise StoreError(f"tenant {tenant} has no model version {version} in {tenant_dir}")
-            return load_version(tenant, version, tenant_dir / version, mmap=mmap, hashes=verify_hashes)
-        names = self._version_names(tenant_dir)
+            return self._load_version(tenant, version, mmap=mmap, hashes=verify_hashes)
+        names = self._version_names(tenant)
         current = self._current_or_none(tenant)
         if current is None and not names:
             raise StoreError(f"no model has been published for tenant {tenant} in {self.root}")
@@ -147,11 +156,11 @@ class ModelStore:
         newer = [n for n in names if n > current]
         errors = []
         for name in [current] + older + newer:
-            if not (tenant_dir / name).is_dir():
+            if name not in names:
                 errors.append(f"{name}: the folder is missing")
                 continue
             try:
-                loaded = load_version(tenant, name, tenant_dir / name, mmap=mmap, hashes=verify_hashes)
+                loaded = self._load_version(tenant, name, mmap=mmap, hashes=verify_hashes)
             except CorruptVersionError as exc:
                 errors.append(f"{name}: {exc.file}: {exc.problem}")
                 continue
@@ -160,13 +169,49 @@ class ModelStore:
             return loaded
         raise StoreError(f"tenant {tenant} has no usable model version in {tenant_dir}: " + "; ".join(errors))
 
+    def tenant_stamp(self, tenant: str) -> object:
+        """Changes when the tenant's versions change (local: the folder's mtime, which every publish, rollback and
+        prune changes by a rename); on an object store, the listing itself (there is no cheaper change signal)."""
+        self._tenant_dir(tenant)
+        if self.backend.is_local:
+            return Path(self.backend.where(tenant)).stat().st_mtime_ns
+        return tuple(self._version_names(tenant))
+
+    def read_meta(self, tenant: str, version: str) -> dict[str, Any]:
+        """A version's meta.json, checked for the keys every reader relies on (CorruptVersionError if not)."""
+        try:
+            self._tenant_dir(tenant)
+            check_version_name(version)
+            raw = self.backend.read(f"{tenant}/{version}/{META_FILE}")
+        except FileNotFoundError:
+            raise CorruptVersionError(tenant, version, META_FILE, "the file is missing") from None
+        except OSError as exc:
+            if not self.backend.is_local:
+                raise  # the store is unreachable: a passing condition, not a damaged version
+            raise CorruptVersionError(tenant, version, META_FILE, f"not valid JSON ({exc})") from None
+        return meta_from_bytes(tenant, version, raw)
+
+    def _load_version(self, tenant: str, version: str, *, mmap: bool, hashes: bool) -> LoadedModel:
+        """Load from the backend's local folder of the version; a cached copy that fails its check is fetched again."""
+        try:
+            folder = self.backend.version_folder(tenant, version)
+        except FileNotFoundError:
+            raise StoreError(f"tenant {tenant} has no model version {version} in {self.backend.where(tenant)}") from None
+        try:
+            return load_version(tenant, version, folder, mmap=mmap, hashes=hashes)
+        except CorruptVersionError:
+            if self.backend.is_local:
+                raise
+            self.backend.forget_cached(tenant, version)  # the local copy was damaged; the store's may be fine
+            return load_version(tenant, version, self.backend.version_folder(tenant, version), mmap=mmap, hashes=hashes)
+
     def state_token(self) -> str:
         """Changes whenever a tenant's current pointer changes (one small read): servers poll it to hot-swap."""
-        return status_files.state_token(self.root)
+        return status_files.state_token(self.backend)
 
     def read_status(self) -> dict[str, dict]:
         """The per-tenant states `write_status` saved last ({} when none or unreadable, with a warning)."""
-        return status_files.read_status(self.root)
+        return status_files.read_status(self.backend)
 
     # ----------------------------------------------------------------------------------------- writing
     def publish(self, tenant: str, model: TrainedModel) -> str:
@@ -177,27 +222,23 @@ class ModelStore:
         """
         check_publishable(model, tenant)
         tenant_dir = self._tenant_dir(tenant)
-        tenant_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock(tenant_dir):
-            _remove_leftovers(tenant_dir)
-            version = new_version_id(self._version_names(tenant_dir))
-            tmp = tenant_dir / f"{TMP_PREFIX}{version}"
+        with self._lock(tenant):
+            self.backend.remove_leftovers(tenant)
+            version = new_version_id(self._version_names(tenant))
+            tmp = self.backend.staging(tenant, version)
             try:
-                with disk_full_reported(tenant_dir):
-                    tmp.mkdir()
+                with disk_full_reported(tmp.parent):
                     write_version(tmp, tenant, version, model)
-                    fsync_dir(tmp)
-                    os.rename(tmp, tenant_dir / version)
-                    fsync_dir(tenant_dir)
+                self.backend.commit(tmp, tenant, version)  # complete before anything can point at it
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)  # a half-written version is never left behind
+                self.backend.discard(tmp)  # a half-written version is never left behind
                 raise
             pinned = self._pin_of_publish(tenant, tenant_dir)
             if pinned is not None:
                 log.info("tenant %s is pinned to %s: version %s is stored but not served", tenant, pinned, version)
                 self._after_switch(tenant, tenant_dir, switched=False)
             else:
-                atomic_write(tenant_dir / CURRENT_FILE, (version + "\n").encode("ascii"))
+                self.backend.write(f"{tenant}/{CURRENT_FILE}", (version + "\n").encode("ascii"))
                 self._after_switch(tenant, tenant_dir, switched=True)
         return version
 
@@ -207,9 +248,9 @@ class ModelStore:
         Refused for a pinned tenant: `pin` to another version or `unpin` first (the pin is the operator's choice).
         """
         tenant_dir = self._tenant_dir(tenant)
-        if not tenant_dir.is_dir():
+        if not self._tenant_exists(tenant):
             raise StoreError(f"no model has been published for tenant {tenant} in {self.root}")
-        with self._lock(tenant_dir):
+        with self._lock(tenant):
             pinned = self._pointer_or_none(tenant, PINNED_FILE)
             if pinned is not None:
                 raise StoreError(
@@ -218,32 +259,32 @@ class ModelStore:
                 )
             version = self._choose_target(tenant, tenant_dir, version)
             if version != self._current_or_none(tenant):
-                self._switch_current(tenant_dir, version)
+                self._switch_current(tenant, version)
         return version
 
     def pin(self, tenant: str, version: str | None = None) -> str:
         """Serve `version` (default: the current one) and keep serving it whatever training publishes; return it."""
         tenant_dir = self._tenant_dir(tenant)
-        if not tenant_dir.is_dir():
+        if not self._tenant_exists(tenant):
             raise StoreError(f"no model has been published for tenant {tenant} in {self.root}")
-        with self._lock(tenant_dir):
+        with self._lock(tenant):
             current = self._current_or_none(tenant)
             if version is None:
                 if current is None:
-                    raise StoreError(f"tenant {tenant} has no current version to pin; name one: {', '.join(self._version_names(tenant_dir))}")
+                    raise StoreError(f"tenant {tenant} has no current version to pin; name one: {', '.join(self._version_names(tenant))}")
                 version = current
             version = self._choose_target(tenant, tenant_dir, version)
-            atomic_write(tenant_dir / PINNED_FILE, (version + "\n").encode("ascii"))
+            self.backend.write(f"{tenant}/{PINNED_FILE}", (version + "\n").encode("ascii"))
             if version != current:
-                self._switch_current(tenant_dir, version)
+                self._switch_current(tenant, version)
         return version
 
     def unpin(self, tenant: str) -> str | None:
         """Let training move the tenant's pointer again (the served version stays until the next publish); the old pin."""
-        tenant_dir = self._tenant_dir(tenant)
-        with self._lock(tenant_dir) if tenant_dir.is_dir() else contextlib.nullcontext():
+        self._tenant_dir(tenant)
+        with self._lock(tenant) if self._tenant_exists(tenant) else contextlib.nullcontext():
             pinned = self._pointer_or_none(tenant, PINNED_FILE)
-            (tenant_dir / PINNED_FILE).unlink(missing_ok=True)
+            self.backend.delete(f"{tenant}/{PINNED_FILE}")
         return pinned
 
     def prune(self, tenant: str | None = None) -> list[str]:
@@ -251,61 +292,81 @@ class ModelStore:
         removed: list[str] = [] if tenant is not None else self._remove_deleted_tenants()
         for name in [tenant] if tenant is not None else self.tenants():
             tenant_dir = self._tenant_dir(name)
-            if not tenant_dir.is_dir():
+            if not self._tenant_exists(name):
                 continue
-            with self._lock(tenant_dir):
-                removed += _remove_leftovers(tenant_dir)
+            with self._lock(name):
+                removed += self.backend.remove_leftovers(name)
                 removed += self._prune_tenant(name, tenant_dir)
         return removed
 
     def delete_tenant(self, tenant: str) -> list[str]:
         """Remove a tenant's models and status entry; servers drop it at their next refresh. Returns deleted paths."""
-        tenant_dir = self._tenant_dir(tenant)
+        self._tenant_dir(tenant)
         removed = self._remove_deleted_tenants()
-        if tenant_dir.is_dir():
-            with self._lock(tenant_dir):
-                removed = [str(tenant_dir / n) for n in self._version_names(tenant_dir)]
-                doomed = self.root / f"{DELETE_PREFIX}{tenant}-{secrets.token_hex(3)}"
-                os.rename(tenant_dir, doomed)  # invisible at once: tenants() only lists valid tenant names
-            fsync_dir(self.root)
-            shutil.rmtree(doomed, ignore_errors=True)
-            removed.append(str(tenant_dir))
-        status_files.write_status(self.root, {}, merge=True, forget=(tenant,))
-        status_files.touch_state(self.root)
+        if self._tenant_exists(tenant):
+            with self._lock(tenant):
+                removed = [self.backend.where(f"{tenant}/{n}") for n in self._version_names(tenant)]
+                gone = self.backend.delete_tenant(tenant)  # local: renamed aside at once, then removed
+            removed += gone[-1:]
+        status_files.write_status(self.backend, {}, merge=True, forget=(tenant,))
+        status_files.touch_state(self.backend)
         return removed
 
     def _remove_deleted_tenants(self) -> list[str]:
         """Finish deleting tenant folders whose removal was interrupted (renamed to `.del-<tenant>-<random>`)."""
-        removed = []
-        for path in self.root.glob(f"{DELETE_PREFIX}*") if self.root.is_dir() else []:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(str(path))
-        return removed
+        return list(self.backend.remove_deleted_tenants())
 
     def write_status(self, statuses: dict[str, dict], *, merge: bool = False) -> None:
         """Save tenants' states atomically, e.g. {"3": {"state": "failed", ...}}; `merge` keeps other tenants'."""
-        status_files.write_status(self.root, statuses, merge=merge)
+        status_files.write_status(self.backend, statuses, merge=merge)
 
     # ----------------------------------------------------------------------------------------- helpers
-    def _tenant_dir(self, tenant: str) -> Path:
+    def _tenant_dir(self, tenant: str) -> Any:
+        """The tenant's folder path (for the local backend and messages), after checking the id is safe as a key."""
         if not isinstance(tenant, str) or not TENANT_RE.fullmatch(tenant):
             raise StoreError(
                 f"invalid tenant id {tenant!r}: expected 1-64 letters, digits, '_' or '-' "
                 "(Totara tenant ids are whole numbers such as 0 or 3)"
             )
-        return self.root / tenant
+        return Path(self.root) / tenant if self.backend.is_local else self.backend.where(tenant)
 
-    def _read_pointer(self, tenant: str, file_name: str) -> str | None:
-        path = self._tenant_dir(tenant) / file_name
+    def _tenant_exists(self, tenant: str) -> bool:
+        return tenant in self.backend.children("") or bool(self._version_names(tenant))
+
+    def current_versions(self, tenants: list[str]) -> dict[str, str | None | Exception]:
+        """current_version() of many tenants in one go (concurrent reads on an object store): each tenant's version,
+        None, or the exception current_version() would raise. Raises when the store itself cannot be reached."""
+        for tenant in tenants:
+            self._tenant_dir(tenant)  # a safe id: it becomes a key
+        raw = self.backend.read_many([f"{t}/{CURRENT_FILE}" for t in tenants])
+        out: dict[str, str | None | Exception] = {}
+        for tenant in tenants:
+            value = raw[f"{tenant}/{CURRENT_FILE}"]
+            if isinstance(value, OSError) and not isinstance(value, FileNotFoundError) and not self.backend.is_local:
+                raise value
+            try:
+                out[tenant] = self._read_pointer(tenant, CURRENT_FILE, value)
+            except StoreError as exc:
+                out[tenant] = exc
+        return out
+
+    def _read_pointer(self, tenant: str, file_name: str, read: bytes | Exception | None = None) -> str | None:
+        """The version a pointer file names (`read`: its bytes, or the error reading it, when already fetched)."""
+        self._tenant_dir(tenant)
+        key = f"{tenant}/{file_name}"
+        path = Path(self.backend.where(key)) if self.backend.is_local else self.backend.where(key)
         try:
-            name = path.read_text(encoding="utf-8").strip()
+            if isinstance(read, Exception):
+                raise read
+            name = (self.backend.read(key) if read is None else read).decode("utf-8").strip()
         except FileNotFoundError:
             return None
         except UnicodeDecodeError as exc:
             raise BadPointerError(tenant, path, f"holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}): "
                                   "not a version id like 20261123T081500.000000Z-1a2b3c") from exc
         except OSError as exc:
+            if not self.backend.is_local:
+                raise  # the object store is unreachable: says nothing about the pointer, and passes
             raise BadPointerError(tenant, path, f"cannot be read: {exc.strerror or exc}") from exc
         if not VERSION_RE.fullmatch(name):
             raise BadPointerError(tenant, path, f"holds {name[:80]!r}, which is not a version id like 20261123T081500.000000Z-1a2b3c")
@@ -318,32 +379,30 @@ class ModelStore:
             log.warning("%s", exc)
             return None
 
-    def _pin_of_publish(self, tenant: str, tenant_dir: Path) -> str | None:
+    def _pin_of_publish(self, tenant: str, tenant_dir: Any) -> str | None:
         """The pin a publish must respect; an unreadable PINNED file still holds the pointer where it is."""
         try:
             return self._read_pointer(tenant, PINNED_FILE)
         except StoreError as exc:
             log.error("%s; the tenant stays on its current version until the file is fixed or `models unpin %s`", exc, tenant)
-            return f"an unreadable {tenant_dir / PINNED_FILE}"
+            return f"an unreadable {self.backend.where(f'{tenant}/{PINNED_FILE}')}"
 
     def _current_or_none(self, tenant: str) -> str | None:
         return self._pointer_or_none(tenant, CURRENT_FILE)
 
-    @staticmethod
-    def _version_names(tenant_dir: Path) -> list[str]:
-        """Complete version folders, newest first (temporary and half-deleted folders start with a dot)."""
-        if not tenant_dir.is_dir():
-            return []
-        return sorted((p.name for p in tenant_dir.iterdir() if VERSION_RE.fullmatch(p.name) and p.is_dir()), reverse=True)
+    def _version_names(self, tenant: str | Path) -> list[str]:
+        """Complete versions, newest first (temporary and half-deleted folders start with a dot)."""
+        name = Path(tenant).name
+        return sorted((n for n in self.backend.version_names(name) if VERSION_RE.fullmatch(n)), reverse=True)
 
-    def _choose_target(self, tenant: str, tenant_dir: Path, version: str | None) -> str:
+    def _choose_target(self, tenant: str, tenant_dir: Any, version: str | None) -> str:
         """The verified version to point at: `version`, or (None) the newest good one older than the current."""
-        names = self._version_names(tenant_dir)
+        names = self._version_names(tenant)
         if version is not None:
             check_version_name(version)
             if version not in names:
                 raise StoreError(f"tenant {tenant} has no model version {version}; available: {', '.join(names) or 'none'}")
-            load_version(tenant, version, tenant_dir / version, mmap=True, hashes=True)
+            self._load_version(tenant, version, mmap=True, hashes=True)
             return version
         current = self._current_or_none(tenant)
         if current is None:
@@ -351,7 +410,7 @@ class ModelStore:
         problems = []
         for name in [n for n in names if n < current]:
             try:
-                load_version(tenant, name, tenant_dir / name, mmap=True, hashes=True)
+                self._load_version(tenant, name, mmap=True, hashes=True)
             except CorruptVersionError as exc:
                 problems.append(f"{name} ({exc.file}: {exc.problem})")
                 continue
@@ -359,49 +418,32 @@ class ModelStore:
         why = f"; corrupt: {', '.join(problems)}" if problems else ""
         raise StoreError(f"tenant {tenant} has no good version older than the current {current}{why}")
 
-    def _switch_current(self, tenant_dir: Path, version: str) -> None:
-        atomic_write(tenant_dir / CURRENT_FILE, (version + "\n").encode("ascii"))
-        status_files.touch_state(self.root)
+    def _switch_current(self, tenant: str, version: str) -> None:
+        self.backend.write(f"{tenant}/{CURRENT_FILE}", (version + "\n").encode("ascii"))
+        status_files.touch_state(self.backend)
 
-    def _after_switch(self, tenant: str, tenant_dir: Path, *, switched: bool) -> None:
+    def _after_switch(self, tenant: str, tenant_dir: Any, *, switched: bool) -> None:
         """Steps after a publish's pointer switch: their failure is logged, never turned into a failed publish."""
         if switched:
             try:
-                status_files.touch_state(self.root)
+                status_files.touch_state(self.backend)
             except OSError as exc:
                 log.error("tenant %s: new version published, but %s could not be renewed (%s): servers pick it up "
-                          "at the next change", tenant, self.root / status_files.STATE_FILE, exc)
+                          "at the next change", tenant, self.backend.where(status_files.STATE_FILE), exc)
         try:
             self._prune_tenant(tenant, tenant_dir)
         except Exception as exc:
             log.error("tenant %s: new version published, but pruning old versions failed: %s", tenant, exc)
 
-    def _prune_tenant(self, tenant: str, tenant_dir: Path) -> list[str]:
+    def _prune_tenant(self, tenant: str, tenant_dir: Any) -> list[str]:
         keep = {self._current_or_none(tenant), self._pointer_or_none(tenant, PINNED_FILE)}
         removed = []
-        for name in self._version_names(tenant_dir)[self.keep_versions:]:
+        for name in self._version_names(tenant)[self.keep_versions:]:
             if name in keep:
                 continue
-            doomed = tenant_dir / f"{DELETE_PREFIX}{name}"
-            os.rename(tenant_dir / name, doomed)  # invisible at once; deleting the files may take a while
-            shutil.rmtree(doomed, ignore_errors=True)
-            removed.append(str(tenant_dir / name))
-        if removed:
-            fsync_dir(tenant_dir)
+            self.backend.delete_version(tenant, name)
+            removed.append(self.backend.where(f"{tenant}/{name}"))
         return removed
 
-    @staticmethod
-    def _lock(tenant_dir: Path) -> contextlib.AbstractContextManager[None]:
-        return exclusive_lock(tenant_dir / LOCK_FILE)
-
-
-def _remove_leftovers(tenant_dir: Path) -> list[str]:
-    """Delete folders of publishes or prunes that died midway (only called with the tenant's lock held)."""
-    removed = []
-    for path in tenant_dir.iterdir():
-        if path.is_dir() and path.name.startswith((TMP_PREFIX, DELETE_PREFIX)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(str(path))
-        elif path.is_file() and path.name.endswith(".tmp"):
-            path.unlink(missing_ok=True)
-    return removed
+    def _lock(self, tenant: str) -> contextlib.AbstractContextManager[None]:
+        return self.backend.lock(f"{tenant}/{LOCK_FILE}")

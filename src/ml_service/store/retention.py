@@ -22,8 +22,8 @@ def apply_retention(store: ModelStore, present: Iterable[str], *, runs: int, sta
     if runs <= 0:
         return {}
     present_set = set(present)
-    absent = status_files.read_absent_runs(store.root)
-    known = set(store.tenants()) | set(status_files.read_status(store.root)) | set(absent)
+    absent = status_files.read_absent_runs(store.backend)
+    known = set(store.tenants()) | set(status_files.read_status(store.backend)) | set(absent)
     counts: dict[str, int] = {}
     deleted: dict[str, list[str]] = {}
     for tenant in sorted(known - present_set):
@@ -39,7 +39,7 @@ def apply_retention(store: ModelStore, present: Iterable[str], *, runs: int, sta
         deleted[tenant] = paths
         log.warning("tenant %s was not in tenants.csv for %d runs in a row: it is no longer served; deleted %s",
                     tenant, count, ", ".join(paths) or "nothing (no files were left)")
-    status_files.write_status(store.root, {}, merge=True, absent_runs=counts, forget=tuple(deleted))
+    status_files.write_status(store.backend, {}, merge=True, absent_runs=counts, forget=tuple(deleted))
     return deleted
 
 

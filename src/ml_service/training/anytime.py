@@ -103,10 +103,8 @@ def may_replace(store: Any, tenant: str, score: float, protocol: str) -> tuple[b
 
 def _protocol_of(store: Any, tenant: str, version: str) -> str | None:
     """The validation protocol recorded in a version's meta (None for versions written before it was recorded)."""
-    from ml_service.store.format import read_meta
-
     try:
-        info = read_meta(tenant, version, store.root / tenant / version).get("info") or {}
+        info = store.read_meta(tenant, version).get("info") or {}
     except Exception:
         return None
     protocol = info.get("validation_protocol")

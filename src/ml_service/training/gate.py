@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ml_service.store.format import read_meta
 
 METRIC = "ndcg@10"
 PROVISIONAL_STAGES = ("quick", "interim")  # anytime's early versions: always superseded by the run's final model
@@ -48,7 +47,7 @@ def final_may_replace(store: Any, tenant: str, score: float | None, protocol: st
 
 def _info(store: Any, tenant: str, version: str) -> dict[str, Any]:
     try:
-        info = read_meta(tenant, version, store.root / tenant / version).get("info") or {}
+        info = store.read_meta(tenant, version).get("info") or {}
     except Exception:
         return {}
     return info if isinstance(info, dict) else {}

@@ -17,7 +17,6 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ml_service.models.base import Algorithm, TrainedModel
-from ml_service.store.format import read_meta
 from ml_service.training.blend import blend, inverse_spread
 from ml_service.training.context import TrainContext
 from ml_service.training.metrics import evaluate
@@ -56,7 +55,7 @@ def previous_search(store: Any, tenant: str, data_fingerprint: str | None = None
         return None
     for version in versions:  # newest first
         try:
-            meta = read_meta(tenant, version.version, store.root / tenant / version.version)
+            meta = store.read_meta(tenant, version.version)
         except Exception:
             continue
         info = meta.get("info") or {}

@@ -16,7 +16,7 @@ from starlette.templating import Jinja2Templates
 from ml_service.api.admin import actions, data
 from ml_service.api.admin.accounts import Accounts
 from ml_service.api.admin.charts import line_chart, sparkline
-from ml_service.api.admin.history import NdcgHistory
+from ml_service.api.admin.history import ndcg_history
 from ml_service.api.admin.sessions import COOKIE, AuditLog, LoginLimiter, Session, SessionStore
 from ml_service.auth import signed_headers
 from ml_service.config import Settings
@@ -45,7 +45,7 @@ class AdminApp:
         self.templates.env.globals["STAGES"] = STAGES
         for name in self.templates.env.list_templates():  # compiled now, not during the first visitor's request
             self.templates.get_template(name)
-        self.history = NdcgHistory(Path(store.root))
+        self.history = ndcg_history(store)
         self._versions_cache: dict[tuple[str, str], TenantIndex] = {}
         self._versions_list: dict[str, tuple[tuple[int, str | None], list[Any]]] = {}
         get, post = ["GET"], ["POST"]
@@ -176,7 +176,7 @@ class AdminApp:
         """The tenant's stored versions, re-read only when its folder changed (publish, rollback and prune all rename or
         remove entries in it, which changes its modification time)."""
         try:
-            key = ((Path(self.store.root) / tenant).stat().st_mtime_ns, self.store.current_version(tenant))
+            key = (self.store.tenant_stamp(tenant), self.store.current_version(tenant))
             cached = self._versions_list.get(tenant)
             if cached is not None and cached[0] == key:
                 return cached[1]

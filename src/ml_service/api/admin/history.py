@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 from ml_service.store.format import META_FILE, VERSION_RE
 
@@ -58,3 +60,30 @@ def _ndcg(path: Path) -> float | None:
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class StoreNdcgHistory:
+    """The same sparklines from a store that is not a local folder (S3): the store's own version listing, each
+    tenant's kept for `ttl_s` (a listing is one or more requests; the overview asks for every tenant)."""
+
+    def __init__(self, store: Any, ttl_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.ttl_s, self.clock = store, ttl_s, clock
+        self._cached: dict[str, tuple[float, list[float]]] = {}
+
+    def of(self, tenant: str) -> list[float]:
+        held = self._cached.get(tenant)
+        if held is not None and self.clock() - held[0] < self.ttl_s:
+            return held[1]
+        try:
+            versions = self.store.versions(tenant)  # newest first
+        except Exception:
+            return held[1] if held is not None else []
+        values = [float(v.metrics["ndcg@10"]) for v in reversed(versions)
+                  if isinstance(v.metrics.get("ndcg@10"), (int, float)) and not isinstance(v.metrics["ndcg@10"], bool)]
+        self._cached[tenant] = (self.clock(), values)
+        return values
+
+
+def ndcg_history(store: Any) -> NdcgHistory | StoreNdcgHistory:
+    """The sparkline source for `store`: its folder when local (fast path), else its listing."""
+    return NdcgHistory(Path(store.root)) if store.backend.is_local else StoreNdcgHistory(store)
