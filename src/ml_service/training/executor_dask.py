@@ -82,7 +82,7 @@ class DaskExecutor:
         ordered = sorted(calls, key=lambda call: -call[1])
         futures = {self.submit(fn, *args, key=f"{fn.__name__}-{tenant}-{run}", priority=len(ordered) - rank): tenant
                    for rank, (tenant, _size, args) in enumerate(ordered)}
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=self.client.loop):
             try:
                 yield futures[future], future.result()
             except Exception as exc:  # e.g. KilledWorker: the task's workers died more often than allowed-failures
@@ -167,7 +167,7 @@ class DaskExecutor:
             full = self.submit(train_task, spec, first, key=f"train-{tenant}-{run}", priority=len(order) - rank,
                                resources={"threads": threads, "MEMORY": memory} if annotate else None)
             futures[full] = ("full", tenant)
-        for future in as_completed(list(futures)):
+        for future in as_completed(list(futures), loop=self.client.loop):
             kind, tenant = futures.pop(future)
             try:
                 value = future.result()
