@@ -85,6 +85,7 @@ def batch_main(argv: list[str]) -> int:
     settings = settings.with_(
         algorithm=args.query or settings.algorithm, num_threads=args.threads or settings.num_threads
     )
+    from ml_service.source.base import SourceError
     from ml_service.store import RunLock, RunLockBusy
 
     try:
@@ -101,6 +102,9 @@ def batch_main(argv: list[str]) -> int:
                 executor.close()
     except RunLockBusy as exc:
         print(f"ml-service batch: not started: {exc}", file=sys.stderr)
+        return 1
+    except SourceError as exc:  # ML_TRAIN_EXECUTOR=dask: the scheduler or its workers cannot be reached
+        print(f"ml-service batch: {exc}", file=sys.stderr)
         return 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import ssl
@@ -270,6 +271,8 @@ def _parse_executor(env: Mapping[str, str]) -> tuple[str, str]:
         raise ConfigError("ML_TRAIN_EXECUTOR=dask needs ML_DASK_SCHEDULER, the Dask scheduler's address, e.g. tcp://scheduler:8786")
     if scheduler and not re.match(r"(?i)^(tcp|tls|inproc|ucx|ws|wss)://\S+$", scheduler):
         raise ConfigError(f"ML_DASK_SCHEDULER={scheduler!r} is invalid: expected an address like tcp://scheduler:8786")
+    if executor == "dask" and importlib.util.find_spec("distributed") is None:
+        raise ConfigError("ML_TRAIN_EXECUTOR=dask needs the cluster extra, which is not installed: pip install 'ml-service[cluster]'")
     return executor, scheduler
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ml_service.config import ConfigError, Settings
 from ml_service.training.executor import LocalExecutor, make_executor
 from ml_service.training.executor_task import BASE_TASK_MB, task_limits
+from ml_service.training.logs import read_summary
 
 MB = 2**20
 
@@ -52,3 +59,20 @@ def test_local_map_yields_results_and_exceptions_in_order() -> None:
 
     out = list(LocalExecutor().map_tenants(half, [("a", 1, (2,)), ("b", 9, (0,)), ("c", 5, (4,))]))
     assert [t for t, _ in out] == ["a", "b", "c"] and out[0][1] == 0.5 and isinstance(out[1][1], ZeroDivisionError)
+
+
+def test_an_unreachable_scheduler_fails_the_run_in_the_logs(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    sample = Path(__file__).resolve().parents[2] / "src" / "ml_service" / "demo" / "sample"
+    env = {**os.environ, "ML_TRAIN_EXECUTOR": "dask", "ML_DASK_SCHEDULER": "tcp://127.0.0.1:9", "ML_DASK_TIMEOUT": "2",
+           "ML_MODELS_DIR": str(tmp_path / "models"), "ML_LOGS_DIR": str(tmp_path / "logs")}
+    done = subprocess.run([sys.executable, "-m", "ml_service.cli", "train", "--source", str(sample)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "cannot reach the Dask scheduler ML_DASK_SCHEDULER=tcp://127.0.0.1:9" in done.stderr
+    rows = read_summary(tmp_path / "logs" / "train_summary.log")
+    assert rows[-1]["TENANT_ID"] == "all" and "cannot reach the Dask scheduler" in rows[-1]["MSG"]
+    shutil.copytree(sample, tmp_path / "data")
+    batch = subprocess.run([sys.executable, "-m", "ml_service.cli", "batch", "--data_path", str(tmp_path / "data")], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert batch.returncode == 1 and "cannot reach the Dask scheduler" in batch.stderr
+    assert not (tmp_path / "data" / "ml_started").exists()  # the next batch may start

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any, Callable, Iterator, Sequence
 
-from ml_service.config import ConfigError, Settings
+from ml_service.config import Settings
 from ml_service.source.base import Source, SourceError
 from ml_service.training.executor_stage import StagedExport, for_workers, remove_staged, stage_export
 from ml_service.training.executor_task import TaskSpec, quick_task, task_limits, train_task
@@ -34,22 +34,24 @@ class DaskExecutor:
     def __init__(self, settings: Settings, client: Any = None) -> None:
         self.settings = settings
         self._own = client is None
-        if client is None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        """The connection to the scheduler, made at first use (SourceError when it cannot be reached)."""
+        if self._client is None:
+            from distributed import Client
+
             try:
-                from distributed import Client
-            except ImportError as exc:
-                raise ConfigError("ML_TRAIN_EXECUTOR=dask needs the cluster extra: pip install 'ml-service[cluster]'") from exc
-            if not settings.dask_scheduler:
-                raise ConfigError("ML_TRAIN_EXECUTOR=dask needs ML_DASK_SCHEDULER, e.g. tcp://scheduler:8786")
-            try:
-                client = Client(settings.dask_scheduler, timeout=settings.dask_timeout_s, set_as_default=False)
+                self._client = Client(self.settings.dask_scheduler, timeout=self.settings.dask_timeout_s, set_as_default=False)
             except (OSError, TimeoutError) as exc:
-                raise SourceError(f"cannot reach the Dask scheduler ML_DASK_SCHEDULER={settings.dask_scheduler}: {exc}") from exc
-        self.client = client
+                raise SourceError(f"cannot reach the Dask scheduler ML_DASK_SCHEDULER={self.settings.dask_scheduler} "
+                                  f"within ML_DASK_TIMEOUT ({self.settings.dask_timeout_s:g} s): {exc}") from exc
+        return self._client
 
     def close(self) -> None:
-        if self._own:
-            self.client.close()
+        if self._own and self._client is not None:
+            self._client.close()
 
     def wait_for_workers(self) -> None:
         """Return once a worker is connected; SourceError after ML_DASK_TIMEOUT seconds without one."""
