@@ -214,7 +214,7 @@ class _Progress:
         if event == "tenant-start":
             message = f"tenant {details['tenant']}: starting"
         elif event == "stage" and details.get("tenant") is None:
-            message = f"{details['stage']}: downloading the export"
+            message = "fetch: downloading the export" if details["stage"] == "fetch" else f"{details['stage']}: every tenant"
         elif event == "stage":
             message = f"tenant {details['tenant']}: {details['stage']}"
         elif event == "candidate":

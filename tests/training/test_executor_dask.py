@@ -64,10 +64,10 @@ def _arrays(store: ModelStore, tenant: str) -> dict[str, str]:
 
 
 def test_dask_trains_the_same_models_as_the_local_executor(tmp_path: Path, export: Path, client: Any) -> None:
-    local = _settings(tmp_path / "local")
+    local = _settings(tmp_path / "local", auto_time_budget_s=3600)  # no tuning deadline that a busy machine could hit
     local_store = ModelStore(local.recommender_dir)
     assert LocalExecutor().train(local, FolderSource(export), local_store).ok
-    dask = _settings(tmp_path / "dask")
+    dask = _settings(tmp_path / "dask", auto_time_budget_s=3600)
     dask_store = ModelStore(dask.recommender_dir)
     result = make_executor(dask, client).train(dask, FolderSource(export), dask_store)
     assert result.ok and sorted(r.tenant for r in result.tenants) == ["0", "1", "2", "3"]

@@ -169,6 +169,7 @@ class DaskExecutor:
             full = self.submit(train_task, spec, first, key=f"train-{tenant}-{run}", priority=len(order) - rank,
                                resources={"threads": threads, "MEMORY": memory} if annotate else None)
             futures[full] = ("full", tenant)
+        report("stage", {"tenant": None, "stage": "train"})  # tenants train side by side: no single current one
         for future in as_completed(list(futures), loop=self.client.loop):
             kind, tenant = futures.pop(future)
             try:
