@@ -174,7 +174,9 @@ class DaskExecutor:
             kind, tenant = futures.pop(future)
             try:
                 value = future.result()
-            except Exception as exc:  # the task's workers died allowed-failures times, or it could not be unpickled
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # its workers died allowed-failures times, the scheduler was lost (cancelled), …
                 log.error("the task of tenant %s failed on the cluster: %s: %s", tenant, type(exc).__name__, exc)
                 value = TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name) if kind == "full" else None
             if kind == "quick":
