@@ -5,7 +5,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ && rm -
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --prefer-binary --wheel-dir /wheels .
+# ML_EXTRAS=cluster adds the distributed-training extra (deploy/cluster/docker-compose.yml builds with it).
+ARG ML_EXTRAS=""
+RUN pip wheel --no-cache-dir --prefer-binary --wheel-dir /wheels ".${ML_EXTRAS:+[$ML_EXTRAS]}"
 
 FROM python:3.12-slim
 ENV TZ=Pacific/Auckland \

@@ -103,13 +103,16 @@ def test_every_module_has_a_docstring_and_a_readable_size() -> None:
 
 # training/ read top-down: each module imports only modules of its own layer or below (docs/architecture.md).
 TRAINING_LAYERS: tuple[set[str], ...] = (
+    {"executor"},  # where a run's tenants train: in this process (local) or on a Dask cluster
+    {"executor_dask"},  # the orchestrator of a Dask run: stage, submit one task per tenant, log as they end
+    {"executor_task"},  # what one Dask task runs on a worker: load → train_tenant → gate → publish
     {"pipeline"},  # per tenant: load → train → publish, and the run over all tenants
     {"interim", "reuse"},  # publish the first candidate above popular; refit the last choice instead of searching
     {"anytime"},  # the quick popular model for every tenant before the full search
     {"auto"},  # the search over algorithms (and blends) within a budget
     {"tune"},  # one algorithm's candidates on a validation split; the final refit
     {"blend", "context", "logs", "metrics", "prepared", "progress", "result", "split",  # what they all use
-     "budget", "costs", "extras", "gate", "search"},
+     "budget", "costs", "extras", "gate", "search", "executor_stage"},
 )
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -85,29 +85,43 @@ def batch_main(argv: list[str]) -> int:
     settings = settings.with_(
         algorithm=args.query or settings.algorithm, num_threads=args.threads or settings.num_threads
     )
+    from ml_service.source.base import SourceError
     from ml_service.store import RunLock, RunLockBusy
 
     try:
         with RunLock.for_settings(settings, "batch").held():  # never interleaved with a training run on the same models folder
-            return run_batch(
-                args.data_path, settings,
-                result_count_user=args.result_count_user, result_count_item=args.result_count_item,
-            )
+            from ml_service.training.executor import make_executor
+
+            executor = make_executor(settings)  # ML_TRAIN_EXECUTOR=dask: workers must see --data_path at the same path
+            try:
+                return run_batch(
+                    args.data_path, settings,
+                    result_count_user=args.result_count_user, result_count_item=args.result_count_item, executor=executor,
+                )
+            finally:
+                executor.close()
     except RunLockBusy as exc:
         print(f"ml-service batch: not started: {exc}", file=sys.stderr)
+        return 1
+    except SourceError as exc:  # ML_TRAIN_EXECUTOR=dask: the scheduler or its workers cannot be reached
+        print(f"ml-service batch: {exc}", file=sys.stderr)
         return 1
 
 
 def run_batch(
-    data_path: Path, settings: Settings, *, result_count_user: int, result_count_item: int, out: TextIO | None = None
+    data_path: Path, settings: Settings, *, result_count_user: int, result_count_item: int, out: TextIO | None = None,
+    executor: Any = None,
 ) -> int:
-    """The whole legacy run: flags, every tenant of tenants.csv, outputs; see batch_main for the exit codes."""
+    """The whole legacy run: flags, every tenant of tenants.csv, outputs; see batch_main for the exit codes.
+
+    `executor` (training/executor.py) runs process_tenant per tenant: here one after another (None, the default),
+    or as tasks on a Dask cluster, largest tenant first, whose workers read and write the same `data_path`."""
     from ml_service.data.limits import InputLimits
     from ml_service.source.base import SourceError
     from ml_service.source.folder import FolderSource
 
     out = out if out is not None else sys.stderr
-    data_path = Path(data_path)
+    data_path = Path(data_path).absolute()
     if not data_path.is_dir():
         print(f"ml-service batch: --data_path {data_path} does not exist or is not a folder", file=out)
         return 2
@@ -132,11 +146,22 @@ def run_batch(
             print(f"ml-service batch: {exc}", file=out)
             return 1
         outcomes = []
+        calls = []
         for tenant in snapshot.tenants:
             if tenant in snapshot.failed:
                 outcome = TenantOutcome(tenant, "failed", snapshot.failed[tenant])
+                outcomes.append(outcome)
+                print(_describe(outcome), file=out, flush=True)
             else:
-                outcome = process_tenant(snapshot.files(tenant), snapshot.root, settings, result_count_user, result_count_item)
+                files = snapshot.files(tenant)
+                calls.append((tenant, _files_bytes(files), (files, snapshot.root, settings, result_count_user, result_count_item)))
+        if executor is None:
+            from ml_service.training.executor import LocalExecutor
+
+            executor = LocalExecutor()
+        for tenant, outcome in executor.map_tenants(process_tenant, calls):
+            if isinstance(outcome, BaseException):  # on a cluster: the task's workers died too often
+                outcome = TenantOutcome(tenant, "failed", f"{type(outcome).__name__}: {outcome}")
             outcomes.append(outcome)
             print(_describe(outcome), file=out, flush=True)
         _atomic_write(data_path / COMPLETED_FLAG, [str(int(time.time()))])
@@ -333,6 +358,17 @@ def _describe(outcome: TenantOutcome) -> str:
     if outcome.state == "trained":
         return f"tenant {outcome.tenant}: {outcome.msg}; i2i {outcome.i2i_rows} rows, i2u {outcome.i2u_rows} rows"
     return f"tenant {outcome.tenant}: {outcome.state}: {outcome.msg}"
+
+
+def _files_bytes(files: TenantFiles) -> int:
+    """A tenant's export size, to hand the largest tenants to a cluster first."""
+    total = 0
+    for path in (files.user_interactions, files.user_data, files.item_data):
+        try:
+            total += Path(path).stat().st_size
+        except OSError:
+            pass
+    return total
 
 
 def _positive_int(value: str) -> int:

@@ -1,4 +1,4 @@
-"""The `ml-service` command: serve | train | batch | demo | healthcheck | models | call | simulate-totara | generate-sample."""
+"""The `ml-service` command: serve | train | worker | batch | demo | healthcheck | models | call | simulate-totara | generate-sample."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduled", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=_cmd_train)
 
+    p = sub.add_parser("worker", help="start a Dask worker for ML_TRAIN_EXECUTOR=dask (needs the cluster extra)")
+    p.add_argument("scheduler", nargs="?", help="scheduler address (default ML_DASK_SCHEDULER)")
+    p.add_argument("--nthreads", type=int, help="threads, offered as the `threads` resource (default ML_NUM_THREADS)")
+    p.add_argument("--memory-mb", type=int, help="memory limit in MB, offered as `MEMORY` (default 80%% of RAM)")
+    p.add_argument("--name", help="worker name (default: Dask's)")
+    p.set_defaults(handler=_cmd_worker)
+
     sub.add_parser("batch", help="legacy Totara 13/14 batch: i2i_<t>.csv / i2u_<t>.csv (see `batch --help`)")
     sub.add_parser("generate-sample", help="write a synthetic Totara export (see `generate-sample --help`)")
 
@@ -114,7 +121,7 @@ def _cmd_serve(ns: argparse.Namespace) -> int:
 def _cmd_train(ns: argparse.Namespace) -> int:
     from ml_service.logs import configure_logging
     from ml_service.store import ModelStore, RunLock, RunLockBusy
-    from ml_service.training.pipeline import run_training
+    from ml_service.training.executor import make_executor
 
     source_arg = ns.source or ""
     from_folder = bool(source_arg) and not source_arg.lower().startswith(("http://", "https://"))
@@ -151,7 +158,11 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         try:
-            result = run_training(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=report)
+            executor = make_executor(settings)  # local, or the Dask cluster of ML_DASK_SCHEDULER
+            try:
+                result = executor.train(settings, source, store, tenants=ns.tenant, algorithm=ns.algorithm, reporter=report)
+            finally:
+                executor.close()
         except BaseException as exc:
             live.finish(False, f"{type(exc).__name__}: {exc}")
             raise
@@ -169,6 +180,15 @@ def _cmd_train(ns: argparse.Namespace) -> int:
         where = source_arg or settings.totara_url
         print(f"Tenant {tenant!r} is not in the export ({where}): nothing was trained for it", file=sys.stderr)
     return EXIT_OK if result.ok and not absent else EXIT_FAILED
+
+
+def _cmd_worker(ns: argparse.Namespace) -> int:
+    from ml_service.worker import worker_command
+
+    settings = Settings.from_env(require_totara=False)
+    argv = worker_command(settings, ns.scheduler, nthreads=ns.nthreads, memory_mb=ns.memory_mb, name=ns.name)
+    os.execv(argv[0], argv)  # becomes the Dask worker: signals and exit codes are Dask's own
+    return EXIT_FAILED
 
 
 def _make_source(settings: Settings, folder: Path | None, *, force: bool = False) -> Any:
@@ -195,7 +215,7 @@ class _Progress:
         if event == "tenant-start":
             message = f"tenant {details['tenant']}: starting"
         elif event == "stage" and details.get("tenant") is None:
-            message = f"{details['stage']}: downloading the export"
+            message = "fetch: downloading the export" if details["stage"] == "fetch" else f"{details['stage']}: every tenant"
         elif event == "stage":
             message = f"tenant {details['tenant']}: {details['stage']}"
         elif event == "candidate":

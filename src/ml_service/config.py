@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import ssl
@@ -31,6 +32,7 @@ def algorithm_name(value: str) -> str:
     return name
 APP_MODES = {"production": "Production", "development": "Development", "testing": "Testing"}
 SEEN_POLICIES = ("exclude", "demote")
+TRAIN_EXECUTORS = ("local", "dask")
 
 
 class ConfigError(ValueError):
@@ -122,6 +124,12 @@ class Settings:
     s3_endpoint_url: str | None = None
     store_timeout_s: float = 10.0
     store_poll_s: float = 1.0
+    # Distributed training (training/executor*.py): where tenants train, the Dask scheduler, what a task declares.
+    train_executor: str = "local"
+    dask_scheduler: str = ""
+    dask_timeout_s: float = 60.0  # to connect to the scheduler, and for a first worker to join
+    dask_small_tenant_mb: float = 1.0  # a tenant with less export than this trains with 1 thread
+    dask_task_memory_factor: float = 20.0  # MB a task declares per MB of its tenant's export (plus 256 MB)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -161,7 +169,13 @@ class Settings:
         store_url = _parse_store_url(get("ML_STORE_URL"))
         verify_tls = _parse_bool(env, "ML_TOTARA_VERIFY_TLS", False)
         ca_bundle = _parse_ca_bundle(get("ML_TOTARA_CA_BUNDLE"), verify_tls)
+        executor, scheduler = _parse_executor(env)
         return cls(
+            train_executor=executor,
+            dask_scheduler=scheduler,
+            dask_timeout_s=_parse_number(env, "ML_DASK_TIMEOUT", 60.0, minimum=1.0, maximum=86400.0, kind=float),
+            dask_small_tenant_mb=_parse_number(env, "ML_DASK_SMALL_TENANT_MB", 1.0, minimum=0.0, kind=float),
+            dask_task_memory_factor=_parse_number(env, "ML_DASK_TASK_MEMORY_FACTOR", 20.0, minimum=0.0, maximum=10000.0, kind=float),
             totara_url=url,
             totara_key=key,
             models_dir=models_dir,
@@ -318,6 +332,21 @@ def _parse_ca_bundle(raw: str, verify_tls: bool) -> Path | None:
             f"ML_TOTARA_CA_BUNDLE={raw!r} is invalid: it cannot be read as PEM CA certificates ({exc})"
         ) from None
     return path
+
+
+def _parse_executor(env: Mapping[str, str]) -> tuple[str, str]:
+    """ML_TRAIN_EXECUTOR and ML_DASK_SCHEDULER (required with `dask`, a tcp:// or tls:// address)."""
+    executor = (env.get("ML_TRAIN_EXECUTOR") or "local").strip().lower()
+    if executor not in TRAIN_EXECUTORS:
+        raise ConfigError(f"ML_TRAIN_EXECUTOR={executor!r} is invalid: allowed values are {', '.join(TRAIN_EXECUTORS)}")
+    scheduler = (env.get("ML_DASK_SCHEDULER") or "").strip()
+    if executor == "dask" and not scheduler:
+        raise ConfigError("ML_TRAIN_EXECUTOR=dask needs ML_DASK_SCHEDULER, the Dask scheduler's address, e.g. tcp://scheduler:8786")
+    if scheduler and not re.match(r"(?i)^(tcp|tls|inproc|ucx|ws|wss)://\S+$", scheduler):
+        raise ConfigError(f"ML_DASK_SCHEDULER={scheduler!r} is invalid: expected an address like tcp://scheduler:8786")
+    if executor == "dask" and importlib.util.find_spec("distributed") is None:
+        raise ConfigError("ML_TRAIN_EXECUTOR=dask needs the cluster extra, which is not installed: pip install 'ml-service[cluster]'")
+    return executor, scheduler
 
 
 def _parse_bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -146,6 +146,19 @@ class FsspecBackend:
         with contextlib.suppress(FileNotFoundError):
             self._call(lambda: self.fs.rm_file(self._key(key)))
 
+    def upload(self, path: Path, key: str) -> None:
+        """A local file to `key` (distributed training's staged exports; multipart for large files)."""
+        self._call(lambda: self.fs.put_file(str(path), self._key(key)))
+
+    def download(self, key: str, path: Path) -> None:
+        """`key` to a local file; FileNotFoundError when there is no such object."""
+        self._call(lambda: self.fs.get_file(self._key(key), str(path)))
+
+    def delete_tree(self, key: str) -> None:
+        """Every object under `key/` (a run's staged exports)."""
+        with contextlib.suppress(FileNotFoundError):
+            self._call(lambda: self.fs.rm(self._key(key), recursive=True))
+
     def children(self, key: str) -> list[str]:
         try:
             entries = self._call(lambda: self.fs.ls(self._key(key), detail=True, refresh=True))
