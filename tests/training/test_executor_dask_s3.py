@@ -65,3 +65,34 @@ def test_workers_train_from_and_publish_to_the_object_store(tmp_path: Path, s3_a
     assert trained and all(r["gate"] is not None for r in trained)  # the final gate ran on the worker
     # the same export again: the worker found the last search in the bucket and refitted its choice
     assert all(r["auto"]["search"]["kind"] == "reuse" for r in trained)
+
+
+def test_the_models_in_the_bucket_are_the_local_executors(tmp_path: Path, s3_and_client: tuple[S3, Any]) -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from ml_service.training.executor import LocalExecutor
+
+    s3, client = s3_and_client
+    export = tmp_path / "export"
+    generate_export(export, seed=6, users=160, items=50, interactions=3000, tenants=1)
+    common = {"algorithm": "mf", "num_threads": 1, "auto_time_budget_s": 3600, "anytime_publish": False}
+    local = Settings(models_dir=tmp_path / "local", logs_dir=tmp_path / "local-logs", **common)  # type: ignore[arg-type]
+    local.ensure_dirs()
+    local_store = ModelStore(local.recommender_dir)
+    assert LocalExecutor().train(local, FolderSource(export), local_store).ok
+    remote = Settings(models_dir=tmp_path / "orchestrator", logs_dir=tmp_path / "logs",  # type: ignore[arg-type]
+                      store_url=f"s3://{BUCKET}/same-models", s3_endpoint_url=s3.endpoint, **common)
+    remote.ensure_dirs()
+    remote_store = ModelStore.from_settings(remote)
+    assert make_executor(remote, client).train(remote, FolderSource(export), remote_store).ok
+    for tenant in ("0", "1"):
+        ours, theirs = remote_store.load(tenant).model, local_store.load(tenant).model
+        mine, other = ours.arrays(), theirs.arrays()
+        assert sorted(mine) == sorted(other)
+        for name, value in mine.items():  # same seed, 1 thread: the same model, array for array
+            if sp.issparse(value):
+                assert (value != other[name]).nnz == 0, name
+            else:
+                np.testing.assert_array_equal(value, other[name], err_msg=name)
+        assert ours.metrics == theirs.metrics
