@@ -92,17 +92,17 @@ class _Tally:
                 self.child._buckets[i].inc(n)
 
 
-class MetricsMiddleware:
-    """Times every HTTP request and counts it by route and status class (2xx, 4xx...), no per-user labels.
+class RequestTallies:
+    """Request durations by route and status class (2xx, 4xx...), no per-user labels, tallied in process.
 
-    A request only adds to in-process tallies (a bisect and three additions, no allocation but the send wrapper);
-    the tallies go to the prometheus_client histogram, whose multiprocess mode writes a memory-mapped file under a
-    lock per value, at most FLUSH_AFTER_S later on the event loop, and before this worker answers /metrics.
-    Writing per request cost ~12 µs in multiprocess mode (benchmarks/serving.py --metrics both).
+    A request only adds to in-process tallies (a bisect and three additions, no allocation); the tallies go to
+    the prometheus_client histogram, whose multiprocess mode writes a memory-mapped file under a lock per value,
+    at most FLUSH_AFTER_S later on the event loop, and before this worker answers /metrics. Writing per request
+    cost ~12 µs in multiprocess mode (benchmarks/serving.py --metrics both). The service records from the access
+    log's middleware (api/middleware.py), which already times every request: one send wrapper for both.
     """
 
-    def __init__(self, app: ASGIApp, known_paths: Iterable[str]) -> None:
-        self.app = app
+    def __init__(self, known_paths: Iterable[str]) -> None:
         self.known = frozenset(known_paths)
         routes = set(self.known) | {"/admin", "/docs", "other"}
         # Every label pair's tally exists from the start: no lookup misses, no label resolution on the hot path.
@@ -114,7 +114,7 @@ class MetricsMiddleware:
         self._other = self._tallies["other"]
         self._dirty: list[_Tally] = []
         self._flush_pending = False
-        _LIVE_MIDDLEWARES.add(self)
+        _LIVE_TALLIES.add(self)
 
     def _tallies_of(self, path: str) -> dict[int, _Tally]:
         found = self._route_of.get(path)
@@ -130,6 +130,27 @@ class MetricsMiddleware:
         dirty, self._dirty = self._dirty, []
         for tally in dirty:
             tally.flush()
+
+    def record(self, path: str, status: int, elapsed: float) -> None:
+        """One request of `elapsed` seconds answered with `status` (on the event loop's thread)."""
+        tallies = self._route_of.get(path) or self._tallies_of(path)
+        tally = tallies[status // 100] if 100 <= status < 600 else tallies[5]
+        if not tally.pending:
+            tally.pending = True
+            self._dirty.append(tally)
+        tally.counts[bisect_left(BUCKETS, elapsed)] += 1
+        tally.seconds += elapsed
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(FLUSH_AFTER_S, self.flush)
+
+
+class MetricsMiddleware(RequestTallies):
+    """RequestTallies as a middleware of its own, for an app without the access log's (tests, benchmarks)."""
+
+    def __init__(self, app: ASGIApp, known_paths: Iterable[str]) -> None:
+        super().__init__(known_paths)
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,26 +169,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            elapsed = perf_counter() - started
-            tallies = self._route_of.get(scope["path"]) or self._tallies_of(scope["path"])
-            tally = tallies[status // 100] if 100 <= status < 600 else tallies[5]
-            if not tally.pending:
-                tally.pending = True
-                self._dirty.append(tally)
-            tally.counts[bisect_left(BUCKETS, elapsed)] += 1
-            tally.seconds += elapsed
-            if not self._flush_pending:
-                self._flush_pending = True
-                asyncio.get_running_loop().call_later(FLUSH_AFTER_S, self.flush)
+            self.record(scope["path"], status, perf_counter() - started)
 
 
-_LIVE_MIDDLEWARES: "weakref.WeakSet[MetricsMiddleware]" = weakref.WeakSet()
+_LIVE_TALLIES: "weakref.WeakSet[RequestTallies]" = weakref.WeakSet()
 
 
 def flush_request_metrics() -> None:
     """Write this process's pending request tallies (before an exposition, at exit)."""
-    for middleware in list(_LIVE_MIDDLEWARES):
-        middleware.flush()
+    for tallies in list(_LIVE_TALLIES):
+        tallies.flush()
 
 
 atexit.register(flush_request_metrics)

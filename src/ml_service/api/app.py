@@ -129,10 +129,11 @@ def create_app(
         metrics = MetricsEndpoint(exposition_registry(recommender, settings.training_jsonl), settings.metrics_token)
     app.add_middleware(ObservabilityMount, metrics=metrics, admin=admin, bare_router=app.router,
                        has_admin_session=admin.has_session if admin is not None else (lambda scope: False))
-    app.add_middleware(AccessLogMiddleware)
+    tallies = None
     if settings.metrics_enabled:
-        from ml_service.metrics import WORKER_UP, MetricsMiddleware
+        from ml_service.metrics import WORKER_UP, RequestTallies
 
         WORKER_UP.set(1)
-        app.add_middleware(MetricsMiddleware, known_paths=known_paths | {"/metrics"})
+        tallies = RequestTallies(known_paths | {"/metrics"})
+    app.add_middleware(AccessLogMiddleware, tallies=tallies)  # the access log and the request metrics, timed once
     return app

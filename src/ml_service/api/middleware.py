@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Awaitable, Callable, Collection, Mapping
+from typing import Awaitable, Callable, Collection, Mapping, Protocol
 from urllib.parse import parse_qsl, urlencode
 
 from ml_service.api.auth_middleware import ASGIApp, Receive, Scope, Send
@@ -37,46 +37,67 @@ def loggable_query(query_string: bytes) -> str:
     return "?" + urlencode(safe)
 
 
-class AccessLogMiddleware:
-    """One line per request on logger `ml_service.access`: client, method, path and query, status, duration.
+class RequestRecorder(Protocol):
+    def record(self, path: str, status: int, elapsed: float) -> None: ...
 
-    Headers are never logged: X-Totara-Ml-Key is a credential.
+
+class AccessLogMiddleware:
+    """One line per request on logger `ml_service.access`: client, method, path and query, status, duration;
+    the same timing goes to `tallies` (the request metrics, metrics.RequestTallies) when given.
+
+    Headers are never logged: X-Totara-Ml-Key is a credential. One middleware does both so that a request is
+    wrapped and timed once (a second layer cost about 1 µs of the ~100 µs a similar-items answer takes).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tallies: RequestRecorder | None = None) -> None:
         self.app = app
+        self.tallies = tallies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        logging_on = access_log.isEnabledFor(logging.INFO)
+        if not logging_on and self.tallies is None:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500  # what the client gets when the app raises before answering
 
-        async def send_and_note(message: dict) -> None:  # type: ignore[type-arg]
+        def send_and_note(message: dict) -> Awaitable[None]:  # type: ignore[type-arg]
+            # Not a coroutine: the caller awaits `send`'s own, which saves a coroutine per message (~1 µs).
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            client = scope.get("client")
-            line = _LINE % (
-                client[0] if client else "-",
-                loggable(scope["method"], 32),
-                loggable(scope["path"] + loggable_query(scope.get("query_string", b""))),
-                status,
-                (time.perf_counter() - started) * 1000.0,
-            )
-            sink = access_line_sink(access_log)
-            if sink is not None:
-                # The complete line, timestamp included, goes to the writer thread, which only joins and writes:
-                # formatting LogRecords there held the GIL for milliseconds per batch (the p99 of the service).
-                sink(f"{log_timestamp(time.time())} {line}")
-            else:
-                access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None, "access"))
+            elapsed = time.perf_counter() - started
+            if self.tallies is not None:
+                self.tallies.record(scope["path"], status, elapsed)
+            if logging_on:
+                self._log(scope, status, elapsed)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, elapsed: float) -> None:
+        """Write the request's access line (no header ever: X-Totara-Ml-Key is a credential)."""
+        client = scope.get("client")
+        line = _LINE % (
+            client[0] if client else "-",
+            loggable(scope["method"], 32),
+            loggable(scope["path"] + loggable_query(scope.get("query_string", b""))),
+            status,
+            elapsed * 1000.0,
+        )
+        sink = access_line_sink(access_log)
+        if sink is not None:
+            # The complete line, timestamp included, goes to the writer thread, which only joins and writes:
+            # formatting LogRecords there held the GIL for milliseconds per batch (the p99 of the service).
+            sink(f"{log_timestamp(time.time())} {line}")
+        else:
+            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, line, None, None, "access"))
 
 
 _LINE = "%s %s %s %d %.2fms"
