@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def small_model(seed: int, users: int = 200, items: int = 100):  # type: ignore[no-untyped-def]
-    from ml_service.models.base import TrainedModel
+    from ml_service.models.base import model_from_arrays
 
     rng = np.random.default_rng(seed)
     types = rng.integers(0, 5, items).astype(np.int8)
     positives = sp.random(users, items, density=0.05, random_state=seed, format="csr", dtype=np.float32)
     positives.data[:] = 1.0
-    return TrainedModel(
+    return model_from_arrays(
         algorithm="als", user_ids=[str(u) for u in range(users)],
         item_ids=[f"{['container_course', 'container_workspace', 'engage_article', 'engage_microlearning', 'totara_playlist'][t]}{i}"
                   for i, t in enumerate(types)],

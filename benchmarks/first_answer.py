@@ -179,6 +179,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per service start")
     parser.add_argument("--out", type=Path, default=RESULTS / "first_answer.json")
+    parser.add_argument("--label", default="", help="the section's name in the results (default: the data set's)")
     args = parser.parse_args()
     if args.data == "sample":
         export = SAMPLE_DIR
@@ -205,10 +206,10 @@ def main() -> int:
                  "synthetic-10k": "synthetic tenant: 5,000 users, 10,000 items, 100,000 interactions (benchmarks/datasets.py)",
                  }[args.data]
                 + "; defaults (auto, ML_AUTO_TIME_BUDGET 600)",
-        "notes": "the machine was shared with other jobs (see loadavg); times include service start-up and the download",
+        "notes": "times include service start-up and the download; the load averages say how busy the machine was",
         "runs": runs,
     }
-    document = {**previous, args.data: section}  # one section per data set, each with the command that made it
+    document = {**previous, (args.label or args.data): section}  # one section per data set, each with the command that made it
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     return 0

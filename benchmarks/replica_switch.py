@@ -32,7 +32,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ml_service.models.base import FACTORS, TrainedModel  # noqa: E402
+from ml_service.models.base import FACTORS, TrainedModel, model_from_arrays  # noqa: E402
 from ml_service.store import ModelStore  # noqa: E402
 from ml_service.store.s3 import FsspecBackend  # noqa: E402
 from tests.store.s3_support import BUCKET, CREDENTIALS  # noqa: E402
@@ -46,7 +46,7 @@ def model(seed: int, n_users: int, n_items: int, k: int) -> TrainedModel:
     rng = np.random.default_rng(seed)
     rows, cols = rng.integers(0, n_users, n_users * 5), rng.integers(0, n_items, n_users * 5)
     positives = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items))
-    return TrainedModel(
+    return model_from_arrays(
         algorithm="als", user_ids=[str(i) for i in range(n_users)], item_ids=[f"engage_article{i}" for i in range(n_items)],
         item_types=np.full(n_items, 2, np.int8), kind=FACTORS,
         user_factors=rng.standard_normal((n_users, k), dtype=np.float32),

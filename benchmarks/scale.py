@@ -171,8 +171,8 @@ def main() -> None:
                                   least=args.min_learners, auto_20k_s=args.auto_20k_s),
         "per_tenant_1_worker": [{"tenant": t["tenant"], "users": t["users"], "task_s": round(task_seconds(t), 3)}
                                 for t in one["per_tenant"]],
-        "notes": ["run with nice -n 10 while ~7 other sessions shared the machine's 2 cores (see the load averages): "
-                  "2 single-thread workers can only beat 1 when a second core is actually free",
+        "notes": ["each run's load averages before and after say how busy the 2 cores were; the Dask scheduler and the "
+                  "orchestrator share those 2 cores with the 2 workers",
                   "anytime publishing off; the Dask cluster's start-up (~4 s) is outside the measured wall time"],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -400,7 +400,7 @@ def compare_metrics(args: argparse.Namespace, argv: list[str] | None) -> int:
         "command": "python benchmarks/serving.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "shared with other jobs; on/off runs interleaved, medians compared",
+                    "note": "on/off runs interleaved, medians compared; the load averages say how busy the machine was",
                     "load_average_start": load_start, "load_average_end": [round(x, 2) for x in os.getloadavg()]},
         "tenant": {"users": args.users, "items": args.items, "factors": args.factors},
         "summary": summary, "middleware_overhead": overhead, "runs": rows,

@@ -27,13 +27,13 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def make_model(users: int, items: int, k: int, seed: int = 0):  # type: ignore[no-untyped-def]
-    from ml_service.models.base import FACTORS, TrainedModel
+    from ml_service.models.base import FACTORS, TrainedModel, model_from_arrays
 
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(users), 20)
     cols = rng.integers(0, items, rows.size)
     positives = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(users, items))
-    return TrainedModel(
+    return model_from_arrays(
         algorithm="bench", user_ids=[str(i) for i in range(users)], item_ids=[f"engage_article{i}" for i in range(items)],
         item_types=(np.arange(items) % 5).astype(np.int8), kind=FACTORS,
         user_factors=rng.standard_normal((users, k), dtype=np.float32),

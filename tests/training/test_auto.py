@@ -179,3 +179,33 @@ def test_blend_partners_are_the_next_best_factor_models() -> None:
     factor_models = sorted((name for name in singles if name != "knn"), key=lambda name: -singles[name])
     tried = result.model.info["auto"]["blend"]["scores"]
     assert {key.split("@")[0] for key in tried} == {f"{factor_models[0]}+{other}" for other in factor_models[1:]}
+
+
+class ShuffledThenPopular:
+    """Three candidates: the first ranks items at random (far below popular), the others are popular itself."""
+
+    name = "shuffled_then_popular"
+
+    def __init__(self) -> None:
+        self.fits = 0
+
+    def candidates(self, data: TenantData) -> list[dict[str, Any]]:
+        return [{"shuffle": True}, {}, {"again": True}]
+
+    def fit(self, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext) -> FactorModel:
+        self.fits += 1
+        part = PopularAlgorithm().fit(data, train, {}, ctx)
+        if params.get("shuffle"):
+            noise = np.random.default_rng(ctx.seed).random(data.n_items).astype(np.float32)
+            part = dataclasses.replace(part, item_biases=noise)
+        return part
+
+
+def test_an_algorithm_far_below_the_best_so_far_is_not_tuned_further() -> None:
+    data = make_tenant(seed=8)
+    weak = ShuffledThenPopular()
+    result = train_auto(TrainContext(data, seed=8, budget_s=600), candidates=(weak.name,), algorithms={weak.name: weak})
+    assert weak.fits == 1  # only its first candidate (not chosen: no refit); without the rule all three
+    dropped = result.model.info["auto"]["dropped_early"]
+    assert list(dropped) == [weak.name] and "2 of 3 candidates not tried" in dropped[weak.name]
+    assert result.choice == "popular"

@@ -46,6 +46,8 @@ def test_workers_train_from_and_publish_to_the_object_store(tmp_path: Path, s3_a
     assert isinstance(store.backend, FsspecBackend)
     executor = make_executor(settings, client)
 
+    leftover = f"{STAGING_PREFIX}/20260101T000000Z-99999-dead/user_data_0.csv"  # a killed run's staged export
+    store.backend.write(leftover, b"user_id\n")
     first = executor.train(settings, FolderSource(export), store)
     assert first.ok, [(r.tenant, r.msg) for r in first.tenants]
     tenants = sorted(r.tenant for r in first.tenants)
@@ -53,7 +55,7 @@ def test_workers_train_from_and_publish_to_the_object_store(tmp_path: Path, s3_a
     for result in first.tenants:
         assert result.version is not None and store.current_version(result.tenant) == result.version
         assert store.load(result.tenant).model.n_users > 0  # complete in the bucket, hashes checked
-    assert store.backend.children(STAGING_PREFIX) == []  # the run's staged export was deleted
+    assert store.backend.children(STAGING_PREFIX) == []  # the run's staged export was deleted, and the leftover
     assert not Path(settings.staging_dir).exists() or not any(Path(settings.staging_dir).iterdir())
 
     second = executor.train(settings, FolderSource(export), store)

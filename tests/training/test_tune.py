@@ -49,6 +49,17 @@ def test_passed_deadline_still_fits_the_first_candidate() -> None:
     assert result.fits == 1 and result.params == {"shuffle": True}
 
 
+def test_a_candidate_under_drop_below_ends_the_tuning_and_says_why() -> None:
+    data = make_tenant(seed=2)
+    first = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0))
+    shuffled = first.candidates[0]["ndcg@10"]  # the first (bad) candidate's score
+    stopped = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0), drop_below=shuffled + 1e-6)
+    assert stopped.fits == 1 and stopped.params == {"shuffle": True}
+    assert stopped.dropped.startswith("2 of 3 candidates not tried")
+    kept = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0), drop_below=shuffled - 1e-6)
+    assert kept.fits == 3 and kept.dropped == "" and kept.params == first.params
+
+
 def test_lightfm_tuning_then_final_fit() -> None:
     data = make_tenant(n_users=100, n_items=60, seed=3)
     algorithm = LightFMAlgorithm("hybrid")

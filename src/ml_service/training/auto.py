@@ -23,6 +23,11 @@ DEFAULT_CANDIDATES: tuple[str, ...] = ("hybrid", "partial", "mf", "als", "ease",
 METRIC = "ndcg@10"
 BASELINE = "popular"
 CHEAP_DENSE_FIT_S = 60.0  # EASE/EDLAE whose estimated fit is shorter are tried right after kNN
+# An algorithm whose first candidate validates more than this fraction below the best score so far is not tuned
+# further (its first candidate still competes and blends). benchmarks/results/candidate_spread.json: over 8
+# tenant/hold-out cases (the sample's 3 tenants, MovieLens-100k; random and latest), 10 % never changed the best
+# algorithm, 5 % changed it once and 3 % three times: later candidates can add up to 54 % (ease on ML-100k).
+DROP_MARGIN = 0.10
 BLEND_PARTNERS = 3  # blends tried: the best factor model with each of the next three
 
 
@@ -109,6 +114,7 @@ def train_auto(
     metrics: dict[str, dict[str, Any]] = {}
     pairs: dict[str, np.ndarray] = {}
     costs: dict[str, dict[str, float]] = {}
+    dropped: dict[str, str] = {}  # candidates whose algorithm stopped early: it could not win (DROP_MARGIN)
     on_train: dict[str, TrainedModel] = {}  # each candidate's best model fitted on the validation split's train part
     refitted: dict[str, TrainedModel] = {}  # candidates already refitted on all data (the interim one)
     interim: str | None = None
@@ -146,7 +152,8 @@ def train_auto(
         try:
             # ctx.features: matrices and content vectors shared by all candidates; the search deadline moves as
             # the budget learns how fast this machine is (training/budget.py)
-            tuned = tune(chosen, replace(ctx, deadline=budget.search_deadline()))
+            bar = max(result_scores.values(), default=0.0) * (1.0 - DROP_MARGIN)
+            tuned = tune(chosen, replace(ctx, deadline=budget.search_deadline()), drop_below=bar if result_scores else None)
         except Exception as exc:  # one failing algorithm must not cost the tenant its model
             if name == BASELINE:
                 raise
@@ -158,6 +165,8 @@ def train_auto(
         metrics[name] = dict(tuned.validation_metrics)
         result_scores[name] = float(tuned.validation_metrics.get(METRIC, 0.0))
         params[name] = dict(tuned.params)
+        if tuned.dropped:
+            dropped[name] = tuned.dropped
         on_train[name] = tuned.model_on_train
         pairs[name] = pairs_array(tuned.pairs)
         budget.reserve_final(cost)
@@ -223,6 +232,7 @@ def train_auto(
         "noise": {"best": picked.best, "tied": picked.tied, "reason": picked.reason},
         "costs": costs | {"scale": round(budget.scale, 3)},
         "interim": interim,
+        "dropped_early": dropped,
         "seconds_total": round(clock() - budget.started, 3),
     }
     return AutoResult(model, choice, result_scores, seconds, skipped, params)

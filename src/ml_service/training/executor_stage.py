@@ -10,6 +10,7 @@ the prefix when the run ends; workers then share nothing with the orchestrator b
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from ml_service.config import Settings
 from ml_service.data.limits import InputLimits
 from ml_service.source.base import EXPORTS, ExportSnapshot, TenantFiles
 from ml_service.source.staging import staging_prefix, sweep_stale_staging
+
+log = logging.getLogger("ml_service.training")
 
 STAGING_PREFIX = ".staging"  # in an object store; not a tenant name (store/model_store.TENANT_RE)
 
@@ -123,6 +126,11 @@ def _remote(settings: Settings) -> bool:
 def _stage_remote(snapshot: ExportSnapshot, settings: Settings, tenants: list[str]) -> StagedExport:
     """Upload the wanted tenants' files under the object store's `.staging/<run>/` prefix."""
     backend = open_store(settings).backend
+    # A run holds the store's run lock (one run at a time, on any host), so any staged export already here was
+    # left by a run that was killed before it could delete it.
+    for leftover in backend.children(STAGING_PREFIX):
+        log.warning("removing %s/%s, the staged export of an interrupted run", STAGING_PREFIX, leftover)
+        backend.delete_tree(f"{STAGING_PREFIX}/{leftover}")
     prefix = f"{STAGING_PREFIX}/{staging_prefix()}{uuid.uuid4().hex[:8]}"
     sizes: dict[str, int] = {}
     try:

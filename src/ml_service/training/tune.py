@@ -33,9 +33,10 @@ class TuneResult:
     candidates: list[dict[str, Any]] = field(default_factory=list)  # every tried candidate: params + score
     features: dict[Any, Any] = field(default_factory=dict)  # the feature cache, reusable by fit_final
     pairs: list[Any] = field(default_factory=list)  # the best's per-(user, type) NDCG@10 (training/search.py)
+    dropped: str = ""  # why its remaining candidates were not tried (tune's `drop_below`), or ""
 
 
-def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True) -> TuneResult:
+def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True, drop_below: float | None = None) -> TuneResult:
     """Try algorithm.candidates(data) in order on a seeded hold-out of ctx.data and keep the best by NDCG@10.
 
     ctx.deadline is a time.monotonic() value: no new candidate starts after it, but the first always runs (and
@@ -45,7 +46,8 @@ def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True) -> TuneRe
     compared on all of them. A candidate is a scoring part; what it needs to be evaluated (seen items, popularity)
     is built once per split here, and nothing that only serving needs is built at all. `auc=False` leaves AUC
     out of the final metrics (a third of the validation time on MovieLens-1M; the quick model's AUC compares
-    with nothing).
+    with nothing). `drop_below`: once a candidate has been scored, the remaining ones are not tried while the
+    best score so far is under it (auto: the algorithm cannot win, see DROP_MARGIN in training/auto.py).
     """
     started = time.monotonic()
     data, deadline = ctx.data, ctx.deadline
@@ -58,8 +60,14 @@ def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True) -> TuneRe
 
     best: tuple[float, TrainedModel] | None = None
     tried: list[dict[str, Any]] = []
-    for index, params in enumerate(algorithm.candidates(data)):
+    dropped = ""
+    candidates = algorithm.candidates(data)
+    for index, params in enumerate(candidates):
         if index > 0 and deadline is not None and time.monotonic() >= deadline:
+            break
+        if best is not None and drop_below is not None and best[0] < drop_below:
+            dropped = (f"{len(candidates) - index} of {len(candidates)} candidates not tried: the best so far "
+                       f"({best[0]:.4f}) is under {drop_below:.4f}")
             break
         fit_ctx = FitContext(
             threads=ctx.threads,
@@ -87,6 +95,7 @@ def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True) -> TuneRe
         candidates=tried,
         features=ctx.features,
         pairs=pairs,
+        dropped=dropped,
     )
 
 
