@@ -39,6 +39,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | MovieLens-1M under RecBole's "general" protocol, next to RecBole's published table | `recbole_ml1m.py` | `results/recbole_ml1m.json` |
 | Time to the first `success: true` through the service path, anytime publishing on vs off | `first_answer.py` | `results/first_answer.json` |
 | `auto`'s cost models against measured tuning/refit time and peak RSS | `costs.py` | `results/costs.json` |
+| The request metrics' cost before and after they moved into the access log's middleware | `serving.py` | `results/metrics_middleware_merge.json` |
 | What an algorithm's later candidates add over its first: the evidence for `auto`'s early drop (`DROP_MARGIN`) | `candidate_spread.py` | `results/candidate_spread.json` |
 | Replica switch-over: publish to an S3 store (moto) -> two `serve --no-scheduler` replicas serving it, under load | `replica_switch.py` | `results/replica_switch.json` |
 | Scale: a 200-tenant site, local executor vs Dask with 1 and 2 workers, per-task overhead, 500-tenant projection | `scale.py` | `results/scale.json` |
@@ -318,6 +319,16 @@ def costs_section(d: dict) -> str:
         table(["candidate", "users x items x interactions", "tune s", "refit s", "peak RSS MB", "fits"], rows)])
 
 
+def middleware_merge_section(d: dict) -> str:
+    rows = [[r["order"], r["tree"], s["route"], s["median_cpu_us_on"], s["median_cpu_us_off"], f"{s['cpu_overhead']:+.1%}",
+             s["on_over_off"], " ".join(map(str, r["load_average_start"]))] for r in d["runs"] for s in r["summary"]]
+    return "\n".join([
+        "## Request metrics in the access log's middleware", "", f"`{d['command']}` ({d['generated_at']}). {d['question']}",
+        "", *[f"- {n}" for n in d["notes"]], "",
+        table(["run", "tree", "route", "CPU µs on", "CPU µs off", "on vs off", "req/s on/off", "load avg"], rows), "",
+        f"Conclusion: {d['conclusion']}."])
+
+
 def candidate_spread_section(d: dict) -> str:
     margins = [f"{m:g}" for m in d["margins"]]
     rows = []
@@ -540,6 +551,7 @@ def main() -> int:
         ("first_answer.json", first_answer_section),
         ("costs.json", costs_section),
         ("candidate_spread.json", candidate_spread_section),
+        ("metrics_middleware_merge.json", middleware_merge_section),
         ("replica_switch.json", replica_switch_section),
         ("scale.json", scale_section),
     ):
