@@ -57,3 +57,17 @@ def test_dense_solve_matches_sklearn_ridge() -> None:
     x_new = sp.random(50, 30, density=0.1, random_state=2, format="csr", dtype=np.float32)
     expected = Ridge(alpha=1.0, fit_intercept=True).fit(x, y).predict(x_new)
     assert np.allclose(_ridge_normal_equations(x, y, x_new, 1.0), expected, atol=1e-4)
+
+
+def test_normal_equations_that_are_not_positive_definite_still_give_a_projection() -> None:
+    """Two identical columns and no ridge make the centred Gram singular: Cholesky refuses it, and the projection
+    falls back to least squares (it used to raise, and `auto` lost the algorithm for the tenant)."""
+    from ml_service.models.projection import _ridge_normal_equations
+
+    rng = np.random.default_rng(3)
+    column = rng.random((200, 1))
+    x = sp.csr_matrix(np.hstack([column, column, rng.random((200, 2))]))
+    y = x[:, [0, 2, 3]].toarray() @ np.array([[1.0], [2.0], [-1.0]]) + 0.5
+    predicted = _ridge_normal_equations(x, y, x[:5], 0.0)
+    assert np.isfinite(predicted).all()
+    assert np.allclose(predicted, y[:5], atol=1e-3)  # the map is still recovered (the duplicated weight split)

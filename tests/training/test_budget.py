@@ -51,6 +51,9 @@ def test_cost_models_grow_with_the_catalogue_and_the_dense_ones_do_not_fit_a_10k
     small, large = estimate("ease", 1000, 1700, 100_000), estimate("ease", 1000, 10_000, 100_000)
     assert small is not None and large is not None
     assert large.tune_s > 20 * small.tune_s and large.peak_bytes > 2**30 > small.peak_bytes
+    seq = estimate("seq_edlae", 1000, 10_000, 100_000)
+    assert seq is not None and seq.peak_bytes > large.peak_bytes  # EDLAE and a timeline model: more than EASE
+    assert estimate("seq_edlae", 6000, 3700, 1_000_000).peak_bytes < 2**30  # MovieLens-1M's catalogue fits
     knn = estimate("knn", 1000, 10_000, 100_000)
     assert knn is not None and knn.peak_bytes > 2**30
     for name in ("als", "lda", "mf", "partial", "hybrid"):

@@ -54,11 +54,17 @@ def project_cold_users(
 def _ridge_normal_equations(x: sp.csr_matrix, y: np.ndarray, x_new: sp.csr_matrix, alpha: float) -> np.ndarray:
     """Ridge with an unpenalised intercept (sklearn's fit_intercept=True), solved on centred normal equations."""
     n = x.shape[0]
+    x = sp.csr_matrix(x, dtype=np.float64)  # a float32 Gram, centred, can lose positive definiteness to rounding
     x_mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
     y_mean = y.mean(axis=0)
-    xtx = (x.T @ x).toarray().astype(np.float64) - n * np.outer(x_mean, x_mean)
+    xtx = (x.T @ x).toarray() - n * np.outer(x_mean, x_mean)
     xty = np.asarray(x.T @ y, dtype=np.float64) - n * np.outer(x_mean, y_mean)
     xtx[np.diag_indices_from(xtx)] += alpha
-    coef = scipy.linalg.solve(xtx, xty, assume_a="pos")
+    try:
+        coef = scipy.linalg.solve(xtx, xty, assume_a="pos")
+    except np.linalg.LinAlgError:
+        # Not numerically positive definite (MovieLens-1M's demographics made LDA's projection fail this way):
+        # the least-squares solution of the same normal equations instead of losing the algorithm.
+        coef = scipy.linalg.lstsq(xtx, xty)[0]
     intercept = y_mean - x_mean @ coef
     return (np.asarray(x_new @ coef) + intercept).astype(np.float32)
