@@ -92,7 +92,7 @@ class Settings:
     # daily default) or when the data changed by more than this fraction; the estimated peak memory of a candidate.
     auto_research_every: int = 7
     auto_reuse_change: float = 0.1
-    train_memory_mb: int = 1024
+    train_memory_mb: int = 1536  # seq_edlae on MovieLens-1M needs ~1.35 GB; dense models of a 10k-item tenant 2-5 GB
     # Store: a run lock without a heartbeat for this long is taken over; tenants gone from tenants.csv this many
     # full runs in a row are deleted (0 = never).
     run_lock_stale_minutes: float = 30.0
@@ -202,7 +202,7 @@ class Settings:
             anytime_publish=_parse_bool(env, "ML_ANYTIME_PUBLISH", True),
             auto_research_every=_parse_number(env, "ML_AUTO_RESEARCH_EVERY", 7, minimum=1, maximum=10**6, kind=int),
             auto_reuse_change=_parse_number(env, "ML_AUTO_REUSE_CHANGE", 0.1, minimum=0.0, maximum=100.0, kind=float),
-            train_memory_mb=_parse_number(env, "ML_TRAIN_MEMORY_MB", 1024, minimum=64, maximum=10**7, kind=int),
+            train_memory_mb=_parse_number(env, "ML_TRAIN_MEMORY_MB", 1536, minimum=64, maximum=10**7, kind=int),
             validation_protocol=validation,
             run_lock_stale_minutes=_parse_number(env, "ML_RUN_LOCK_STALE", 30.0, minimum=0.05, maximum=10080.0, kind=float),
             tenant_retention_runs=_parse_number(env, "ML_TENANT_RETENTION_RUNS", 3, minimum=0, maximum=10000, kind=int),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+from ml_service.config import Settings
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext
 from ml_service.models.parts import ScoringPart
@@ -53,7 +54,9 @@ def test_cost_models_grow_with_the_catalogue_and_the_dense_ones_do_not_fit_a_10k
     assert large.tune_s > 20 * small.tune_s and large.peak_bytes > 2**30 > small.peak_bytes
     seq = estimate("seq_edlae", 1000, 10_000, 100_000)
     assert seq is not None and seq.peak_bytes > large.peak_bytes  # EDLAE and a timeline model: more than EASE
-    assert estimate("seq_edlae", 6000, 3700, 1_000_000).peak_bytes < 2**30  # MovieLens-1M's catalogue fits
+    default_limit = Settings().train_memory_mb * 2**20  # MovieLens-1M's seq_edlae fits the default, no dense 10k model
+    assert estimate("seq_edlae", 6000, 3700, 1_000_000).peak_bytes < default_limit
+    assert all(estimate(name, 1000, 10_000, 100_000).peak_bytes > default_limit for name in ("ease", "edlae", "seq_edlae", "knn"))
     knn = estimate("knn", 1000, 10_000, 100_000)
     assert knn is not None and knn.peak_bytes > 2**30
     for name in ("als", "lda", "mf", "partial", "hybrid"):

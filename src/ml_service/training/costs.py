@@ -60,8 +60,11 @@ MODELS: dict[str, CostModel] = {
     "edlae": CostModel(fits=3, per_interaction=4e-6, per_item_cube=1.5e-11, bytes_per_item_pair=41.0),
     # Two dense solves a fit (EDLAE and the timeline's EASE) and the timeline Gram: measured 2,000 users x 3,000 / 5,000
     # items x 60k interactions, 2 fits: tuning 6.9 / 23.4 s (edlae's 3 fits: 3.5 / 11.7 s), peak 546 / 1,152 MB (edlae
-    # 417 / 860 MB), i.e. ~38 bytes per item pair against edlae's ~29; scaled by edlae's safety margin (41 / 29).
-    "seq_edlae": CostModel(fits=2, per_interaction=1.2e-5, per_item_cube=4.5e-11, bytes_per_item_pair=53.0),
+    # 417 / 860 MB), i.e. ~38 bytes per item pair against edlae's ~29; scaled by edlae's safety margin (41 / 29). The
+    # timeline's item pairs grow with the interactions: MovieLens-1M's whole training peaked at 1,351 MB with it and
+    # 973 MB without it, which ~400 bytes per interaction accounts for.
+    "seq_edlae": CostModel(fits=2, per_interaction=1.2e-5, per_item_cube=4.5e-11, bytes_per_interaction=400.0,
+                           bytes_per_item_pair=53.0),
     # 28 s at 10k items, 1.8 s at 1,682 (3 fits each): ≈ 9e-8·I² + 3.5e-6·N a fit.
     "knn": CostModel(fits=3, per_interaction=3.5e-6, per_item_pair=9e-8, bytes_per_item_pair=21.0),
     "als": CostModel(fits=3, per_interaction=1.2e-5, bytes_per_entity=128 * 8 * 2),
