@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ml_service.config import Settings
 from ml_service.data.limits import InputLimits
@@ -49,20 +49,8 @@ def stage_export(snapshot: ExportSnapshot, settings: Settings, tenants: list[str
     sweep_stale_staging(root)
     # Named as the HTTP source names its folders, so a killed orchestrator's leftovers are swept the same way.
     target = Path(tempfile.mkdtemp(prefix=staging_prefix(), dir=root))
-    sizes: dict[str, int] = {}
     try:
-        for tenant in tenants:
-            if tenant in snapshot.failed:
-                continue
-            files = snapshot.files(tenant)
-            total = 0
-            for name in EXPORTS:
-                src = Path(getattr(files, name))
-                if not src.exists():  # load_tenant names the missing file when the worker reads it
-                    continue
-                _link_or_copy(src, target / src.name, link=snapshot.temporary)
-                total += src.stat().st_size
-            sizes[tenant] = total
+        sizes = _put_files(snapshot, tenants, lambda src: _link_or_copy(src, target / src.name, link=snapshot.temporary))
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -123,6 +111,23 @@ def _remote(settings: Settings) -> bool:
     return settings.store_url.startswith("s3://")
 
 
+def _put_files(snapshot: ExportSnapshot, tenants: list[str], put: Callable[[Path], None]) -> dict[str, int]:
+    """put() every existing export file of the wanted tenants that downloaded; the bytes of each tenant's files.
+    A missing file is left out: load_tenant names it when the worker reads the tenant."""
+    sizes: dict[str, int] = {}
+    for tenant in tenants:
+        if tenant in snapshot.failed:
+            continue
+        files, total = snapshot.files(tenant), 0
+        for name in EXPORTS:
+            src = Path(getattr(files, name))
+            if src.exists():
+                put(src)
+                total += src.stat().st_size
+        sizes[tenant] = total
+    return sizes
+
+
 def _stage_remote(snapshot: ExportSnapshot, settings: Settings, tenants: list[str]) -> StagedExport:
     """Upload the wanted tenants' files under the object store's `.staging/<run>/` prefix."""
     backend = open_store(settings).backend
@@ -132,19 +137,8 @@ def _stage_remote(snapshot: ExportSnapshot, settings: Settings, tenants: list[st
         log.warning("removing %s/%s, the staged export of an interrupted run", STAGING_PREFIX, leftover)
         backend.delete_tree(f"{STAGING_PREFIX}/{leftover}")
     prefix = f"{STAGING_PREFIX}/{staging_prefix()}{uuid.uuid4().hex[:8]}"
-    sizes: dict[str, int] = {}
     try:
-        for tenant in tenants:
-            if tenant in snapshot.failed:
-                continue
-            files = snapshot.files(tenant)
-            total = 0
-            for name in EXPORTS:
-                src = Path(getattr(files, name))
-                if src.exists():
-                    backend.upload(src, f"{prefix}/{src.name}")
-                    total += src.stat().st_size
-            sizes[tenant] = total
+        sizes = _put_files(snapshot, tenants, lambda src: backend.upload(src, f"{prefix}/{src.name}"))
     except BaseException:
         with contextlib.suppress(Exception):
             backend.delete_tree(prefix)
