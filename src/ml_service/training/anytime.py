@@ -145,7 +145,7 @@ def quick_pass(
         if preloaded.data.n_users < settings.min_users or preloaded.data.n_items < settings.min_items:
             done[tenant] = full(tenant, preloaded)
             continue
-        outcome = _publish_quick(settings, store, preloaded)
+        outcome = publish_quick(settings, store, preloaded)
         try:
             append_jsonl(settings.training_jsonl, outcome.as_record())
         except OSError as exc:  # a full disk must not end the run
@@ -157,7 +157,9 @@ def quick_pass(
     return held
 
 
-def _publish_quick(settings: Settings, store: Any, preloaded: "Preloaded") -> QuickOutcome:
+def publish_quick(settings: Settings, store: Any, preloaded: "Preloaded") -> QuickOutcome:
+    """Fit the quick model of a parsed tenant and publish it unless the served one validates better (a local run
+    and a Dask task alike); never raises: a failure is the outcome's reason."""
     tenant = preloaded.tenant
     seconds = dict(preloaded.seconds)
     try:

@@ -99,7 +99,8 @@ def quick_task(spec: TaskSpec) -> Any:
     """Anytime's quick `popular` model for one tenant (QuickOutcome), or None for a tenant too small for more than
     `popular` or whose files do not load: its full task trains or reports it."""
     from ml_service.data.load import load_tenant
-    from ml_service.training.anytime import METRIC, QuickOutcome, may_replace, quick_model
+    from ml_service.training.anytime import publish_quick
+    from ml_service.training.prepared import Preloaded
 
     settings, tenant = spec.settings, spec.tenant
     try:
@@ -113,20 +114,4 @@ def quick_task(spec: TaskSpec) -> Any:
         return None
     if data.n_users < settings.min_users or data.n_items < settings.min_items:
         return None
-    store = open_store(settings)
-    try:
-        started = time.monotonic()
-        model = quick_model(data, settings)
-        model.info["data_fingerprint"] = data_fingerprint
-        seconds["train"] = round(time.monotonic() - started, 3)
-        score = float(model.metrics.get(METRIC, 0.0))
-        allowed, reason, existing = may_replace(store, tenant, score, settings.validation_protocol)
-        if not allowed:
-            return QuickOutcome(tenant, False, reason, score=score, existing=existing, seconds=seconds)
-        started = time.monotonic()
-        version = store.publish(tenant, model)
-        seconds["publish"] = round(time.monotonic() - started, 3)
-    except Exception as exc:  # the quick model is a bonus: its failure must not cost the tenant its full training
-        log.exception("quick model of tenant %s failed", tenant)
-        return QuickOutcome(tenant, False, f"failed: {type(exc).__name__}: {exc}", seconds=seconds)
-    return QuickOutcome(tenant, True, reason, version, score, existing, seconds)
+    return publish_quick(settings, open_store(settings), Preloaded(tenant, data, data_fingerprint, seconds))
