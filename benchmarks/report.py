@@ -39,6 +39,7 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | MovieLens-1M under RecBole's "general" protocol, next to RecBole's published table | `recbole_ml1m.py` | `results/recbole_ml1m.json` |
 | Time to the first `success: true` through the service path, anytime publishing on vs off | `first_answer.py` | `results/first_answer.json` |
 | `auto`'s cost models against measured tuning/refit time and peak RSS | `costs.py` | `results/costs.json`, `results/costs_seq_edlae.json` |
+| A fresh-clone install and test run, as CI runs it | the CI command | `results/install.json` |
 | The request metrics' cost before and after they moved into the access log's middleware | `serving.py` | `results/metrics_middleware_merge.json` |
 | What an algorithm's later candidates add over its first: the evidence for `auto`'s early drop (`DROP_MARGIN`) | `candidate_spread.py` | `results/candidate_spread.json` |
 | Replica switch-over: publish to an S3 store (moto) -> two `serve --no-scheduler` replicas serving it, under load | `replica_switch.py` | `results/replica_switch.json` |
@@ -319,6 +320,16 @@ def costs_section(d: dict) -> str:
         table(["candidate", "users x items x interactions", "tune s", "refit s", "peak RSS MB", "fits"], rows)])
 
 
+def install_section(d: dict) -> str:
+    s = d["seconds"]
+    return "\n".join([
+        "## Fresh-clone install and test run", "", f"`{d['command']}` ({d['generated_at']}, commit {d['commit']}). {d['how']}; "
+        f"pip cache {d['pip_cache']}.", "",
+        table(["clone + venv s", "pip upgrade s", "install s", "tests s", "total s", "passed", "failed"],
+              [[s["clone_and_venv"], s["pip_upgrade"], s["install_project_and_test_extra"], s["tests"], s["total"],
+                d["tests"]["passed"], d["tests"]["failed"]]]), "", f"Before the fix in pyproject.toml: {d['before_fix']}."])
+
+
 def middleware_merge_section(d: dict) -> str:
     rows = [[r["order"], r["tree"], s["route"], s["median_cpu_us_on"], s["median_cpu_us_off"], f"{s['cpu_overhead']:+.1%}",
              s["on_over_off"], " ".join(map(str, r["load_average_start"]))] for r in d["runs"] for s in r["summary"]]
@@ -553,6 +564,7 @@ def main() -> int:
         ("costs_seq_edlae.json", lambda d: costs_section(d).replace("## Cost models of auto's candidates", "## seq_edlae's cost, measured for its cost model", 1)),
         ("candidate_spread.json", candidate_spread_section),
         ("metrics_middleware_merge.json", middleware_merge_section),
+        ("install.json", install_section),
         ("replica_switch.json", replica_switch_section),
         ("scale.json", scale_section),
     ):
