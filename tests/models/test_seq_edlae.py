@@ -12,7 +12,7 @@ from ml_service.models.base import ITEM_ITEM, FitContext, assemble, score_users
 from ml_service.models.edlae import EDLAEAlgorithm
 from ml_service.models.extras import validation_extras
 from ml_service.models.popular import PopularAlgorithm
-from ml_service.models.seq_edlae import SeqEDLAEAlgorithm, fit_cost, recency_weighted, timeline_gram
+from ml_service.models.seq_edlae import SeqEDLAEAlgorithm, fit_cost, timeline_gram
 from ml_service.store import ModelStore
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import holdout_split
@@ -33,33 +33,6 @@ def test_timeline_gram_counts_pairs_within_the_window_of_each_learner() -> None:
     np.testing.assert_array_equal(timeline_gram(train, 4, 1), expected)
     expected[2, 1] = expected[1, 2] = 1  # window 2 adds learner 0's items 2 and 1
     np.testing.assert_array_equal(timeline_gram(train, 4, 2), expected)
-
-
-def test_recency_weights_halve_every_half_life_back_from_each_learners_newest() -> None:
-    data = make_tenant(n_users=3, n_items=4, seed=3)
-    train = Interactions(
-        np.array([0, 0, 0, 1], np.int32), np.array([3, 1, 2, 0], np.int32),
-        np.ones(4, np.int8), np.array([10, 30, 20, 5], np.int64),
-    )
-    got = recency_weighted(data, train, 1.0).toarray()
-    expected = np.zeros((3, 4), np.float32)
-    expected[0, [1, 2, 3]] = [1.0, 0.5, 0.25]  # newest first
-    expected[1, 0] = 1.0
-    np.testing.assert_allclose(got, expected)
-    np.testing.assert_array_equal(recency_weighted(data, train, float("inf")).toarray(), expected > 0)
-
-
-def test_validation_chooses_the_half_life_and_the_refit_keeps_it() -> None:
-    data = make_tenant(seed=4)
-    split = holdout_split(data, 0.2, seed=4, protocol="latest")
-    algorithm = SeqEDLAEAlgorithm()
-    extras = validation_extras(data, split.train)
-    ctx = FitContext(threads=1, seed=1, evaluate=lambda part: ndcg_at_k(assemble(data, "seq_edlae", part, extras), data, split))
-    model = algorithm.fit(data, split.train, algorithm.candidates(data)[0], ctx)
-    scores = model.info["validation_by_half_life"]
-    assert scores[str(model.params["half_life"])] == max(scores.values())
-    refit = algorithm.fit(data, data.interactions, model.params, FitContext(threads=1, seed=1))
-    assert refit.params["half_life"] == model.params["half_life"] and "validation_by_half_life" not in refit.info
 
 
 def test_without_varying_timestamps_it_ranks_as_edlae() -> None:

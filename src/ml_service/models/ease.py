@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext
 from ml_service.models.parts import ItemItemModel
+from ml_service.models.recency import with_recency
 from ml_service.models.fields import history_matrix
 from ml_service.models.registry import register
 
@@ -78,12 +79,13 @@ class EASEAlgorithm(DenseItemItemLimit):
         with threadpool_limits(limits=max(ctx.threads, 1)):
             item_item = ease_weights(history, lam)
         user_cold = np.diff(history.indptr) == 0
-        return ItemItemModel(
+        part = ItemItemModel(
             item_item=item_item,
             history=history,
             user_cold=user_cold,
             params={"lambda": lam, "weighting": weighting},
         )
+        return with_recency(part, data, train, params, ctx)  # models/recency.py
 
 
 

@@ -11,6 +11,7 @@ from threadpoolctl import threadpool_limits
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext
 from ml_service.models.parts import ItemItemModel
+from ml_service.models.recency import with_recency
 from ml_service.models.ease import MAX_ITEMS, DenseItemItemLimit
 from ml_service.models.fields import history_matrix
 from ml_service.models.registry import register
@@ -66,12 +67,13 @@ class EDLAEAlgorithm(DenseItemItemLimit):
         history = history_matrix(data, train, "binary")
         with threadpool_limits(limits=max(ctx.threads, 1)):
             item_item = edlae_weights(history, lam, dropout, gamma)
-        return ItemItemModel(
+        part = ItemItemModel(
             item_item=item_item,
             history=history,
             user_cold=np.diff(history.indptr) == 0,
             params={"lambda": lam, "dropout": dropout, "popularity_exponent": gamma},
         )
+        return with_recency(part, data, train, params, ctx)  # models/recency.py
 
 
 def edlae_weights(history: Any, lam: float, dropout: float, gamma: float) -> np.ndarray:

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from ml_service.data.tenant import Interactions, TenantData
 from ml_service.models.base import FitContext
 from ml_service.models.parts import ItemItemModel
+from ml_service.models.recency import with_recency
 from ml_service.models.ease import DenseItemItemLimit
 from ml_service.models.fields import content_vectors, history_matrix
 from ml_service.models.popular import warm_items
@@ -56,12 +57,13 @@ class ItemKNNAlgorithm(DenseItemItemLimit):
             similarity[np.ix_(~warm, ~warm)] = 0.0
             np.fill_diagonal(similarity, 0.0)
         item_item = keep_top_neighbours(similarity, neighbours)
-        return ItemItemModel(
+        part = ItemItemModel(
             item_item=item_item,
             history=history,
             user_cold=np.diff(history.indptr) == 0,
             params={"neighbours": neighbours, "shrink": shrink, "content_weight": content_weight},
         )
+        return with_recency(part, data, train, params, ctx)  # models/recency.py
 
 
 def cooccurrence_cosine(history: sp.csr_matrix, shrink: float) -> np.ndarray:
