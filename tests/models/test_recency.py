@@ -14,7 +14,7 @@ from ml_service.models.ease import EASEAlgorithm
 from ml_service.models.edlae import EDLAEAlgorithm
 from ml_service.models.extras import validation_extras
 from ml_service.models.knn import ItemKNNAlgorithm
-from ml_service.models.recency import HALF_LIVES, recency_weights, with_recency
+from ml_service.models.recency import HALF_LIVES, MIN_HISTORY_WEIGHT, recency_weights, with_recency
 from ml_service.models.seq_edlae import SeqEDLAEAlgorithm
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import holdout_split
@@ -33,6 +33,14 @@ def test_weights_halve_every_half_life_back_from_each_learners_newest() -> None:
     expected[1, 0] = 1.0
     np.testing.assert_allclose(got, expected)
     np.testing.assert_array_equal(recency_weights(data, train, math.inf).toarray(), expected > 0)
+
+
+def test_old_interactions_keep_the_floor_weight() -> None:
+    data = make_tenant(n_users=1, n_items=6, seed=3)
+    train = Interactions(np.zeros(6, np.int32), np.arange(6, dtype=np.int32), np.ones(6, np.int8),
+                         np.arange(6, dtype=np.int64))
+    got = recency_weights(data, train, 1.0).toarray()[0]
+    np.testing.assert_allclose(got, [MIN_HISTORY_WEIGHT] * 2 + [0.125, 0.25, 0.5, 1.0])
 
 
 def drifting_tenant(seed: int):

@@ -20,7 +20,12 @@ from ml_service.models.parts import ItemItemModel
 # (largest λ) ∞ 0.111, 30 0.131, 10 0.148, 5 0.152, 3 0.153; a random hold-out prefers ∞ for both (knn 0.245 →
 # 0.208 at 30), so the search stops there after two evaluations.
 HALF_LIVES: tuple[float, ...] = (math.inf, 30.0, 10.0, 4.0, 2.0)
-MIN_HISTORY_WEIGHT = 1e-3  # old interactions still count a little and never underflow to an absent entry
+# The weight of a learner's oldest interactions never falls below this. Validation with the newest 20 % held out
+# always prefers almost no floor, but a random hold-out (what a learner takes up at any time) pays for it; MovieLens-
+# 100k, knn (200 neighbours) at the best half-life, NDCG@10 on latest / random hold-outs: no decay 0.140 / 0.245;
+# floor 0.001: 0.163 / 0.178; 0.1: 0.163 / 0.214; 0.2: 0.158 / 0.229; 0.35: 0.151 / 0.240 (ease: 0.001 0.153 / 0.158,
+# 0.1 0.141 / 0.164). 0.1 keeps knn's whole gain on the newest and halves the loss on a random hold-out.
+MIN_HISTORY_WEIGHT = 0.1
 
 
 def has_time(train: Interactions) -> bool:
