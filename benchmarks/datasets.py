@@ -106,7 +106,7 @@ def synthetic_export(out: Path, *, users: int, items: int, interactions: int, se
 
 
 def dataset(name: str) -> Path:
-    """A named benchmark data set folder: `ml-100k` or `synthetic-20k` (20k users x 3k items x 500k interactions)."""
+    """A named benchmark data set folder: `ml-100k`, `ml-1m`, `synthetic-10k`, `synthetic-20k` or `site-8`."""
     if name == "ml-100k":
         return movielens_export(CACHE / "export-ml-100k")
     if name == "ml-1m":
@@ -115,7 +115,9 @@ def dataset(name: str) -> Path:
         return synthetic_export(CACHE / "export-synthetic-10k", users=5_000, items=10_000, interactions=100_000)
     if name == "synthetic-20k":
         return synthetic_export(CACHE / "export-synthetic-20k", users=20_000, items=3_000, interactions=500_000)
-    raise KeyError(f"unknown data set {name!r}; known: ml-100k, ml-1m, synthetic-10k, synthetic-20k")
+    if name == "site-8":  # issue 11's multi-tenant site: tenant 0 holds everyone, tenants 1..8 own subsets
+        return synthetic_export(CACHE / "export-site-8", users=8_000, items=2_000, interactions=200_000, tenants=8)
+    raise KeyError(f"unknown data set {name!r}; known: ml-100k, ml-1m, synthetic-10k, synthetic-20k, site-8")
 
 
 def describe(folder: Path) -> dict[str, int]:

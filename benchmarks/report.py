@@ -268,12 +268,18 @@ def _paired_lines(d: dict) -> list[str]:
 def first_answer_section(d: dict) -> str:
     rows = []
     extra = []
+    sites, tenants = [], []
     for data, section in d.items():
         for run in section["runs"]:
-            finals = ", ".join(f"{t}: {m['algorithm']} {m['ndcg@10']:.3f}" for t, m in sorted(run["final_models"].items()))
-            rows.append([data, run["ML_ANYTIME_PUBLISH"], ", ".join(f"{t}: {s}" for t, s in sorted(run["first_answer_s"].items())),
+            finals = ", ".join(f"{t}: {m['algorithm']} {m['ndcg@10']:.3f}" for t, m in sorted(run["final_models"].items(), key=_tenant_order))
+            rows.append([data, run["ML_ANYTIME_PUBLISH"], ", ".join(f"{t}: {s}" for t, s in sorted(run["first_answer_s"].items(), key=_tenant_order)),
                          run["all_tenants_answer_s"], run["run_done_s"], finals])
-            if "published" in run:
+            if "personalised_s" in run:  # a multi-tenant run: one row per tenant below instead of one long cell
+                load = section["machine"]
+                sites.append([data, run["all_tenants_answer_s"], run["all_tenants_personalised_s"] or "-", run["run_done_s"],
+                              run.get("training_peak_rss_mb") or "-", f"{' '.join(load['loadavg_before'])} / {' '.join(load['loadavg_after'])}"])
+                tenants += _tenant_rows(data, run)
+            elif "published" in run:
                 stages = "; ".join(f"{p['tenant']} {p['stage']} {p['algorithm']} at {p['at_s']} s"
                                    + ("" if p["published"] else " (not published)") for p in run["published"])
                 again = run.get("second_run") or {}
@@ -300,7 +306,42 @@ def first_answer_section(d: dict) -> str:
                 "RSS (VmHWM), and a second run on the unchanged export (`ml-service train`: the scheduled run's path; "
                 "`reuse` = the last search's choice refitted, training/reuse.py) against the first run's training time:", "",
                 table(["data", "published (tenant stage algorithm at)", "training peak RSS MB", "second run vs first"], extra)]
+    if sites:
+        out += ["", "A multi-tenant site (`site-8`: tenant 0 holds everyone, tenants 1..8 own subsets; benchmarks/datasets.py). "
+                "`before` is the code before issue 11's anytime publishing (the parent of the `wt2-anytime` merge, "
+                "`git archive <commit> src` put first on PYTHONPATH, the same benchmark script): every tenant waits for "
+                "its final model, one tenant after another. Before and after ran back to back, twice (before, after, before "
+                "run 2, after run 2), under `nice -n 10` on a shared machine: other benchmark jobs started during the "
+                "first pair, so its `before` had the machine nearly to itself and its `after` did not; the second pair "
+                "ran under similar load (see the load averages). Times after the first answers depend on that load as "
+                "much as on the code. Seconds from the service's start until every tenant answers "
+                "(polled), until every tenant has a personalised (not `popular`) model published (from training.jsonl's "
+                "records, so it can read a fraction of a second before the poll saw it), and until the run's end:", "",
+                table(["data", "every tenant answers s", "every tenant personalised s", "all final s", "training peak RSS MB",
+                       "load average before / after"], sites),
+                "", "Per tenant (seconds from the service's start; `popular` answers are not personalised):", "",
+                table(["data", "tenant", "first answer s", "first personalised s", "final published s",
+                       "final model (validation NDCG@10)"], tenants)]
     return "\n".join(out)
+
+
+def _tenant_order(pair: tuple) -> tuple:
+    """Tenants in numeric order (10 after 9)."""
+    return (len(str(pair[0])), str(pair[0]))
+
+
+def _tenant_rows(data: str, run: dict) -> list[list[object]]:
+    """One row per tenant of a multi-tenant first-answer run: first answer, first personalised model, final model."""
+    rows = []
+    for tenant, first in sorted(run["first_answer_s"].items(), key=_tenant_order):
+        mine = [p for p in run.get("published", []) if p["tenant"] == tenant and p["published"]]
+        personal = run["personalised_s"].get(tenant)
+        how = next((f"{personal} ({p['stage'] or 'final'} {p['algorithm']})" for p in mine if p["at_s"] == personal), personal or "-")
+        final_at = next((p["at_s"] for p in mine if p["stage"] in ("final", None)), "-")
+        model = run["final_models"].get(tenant) or {}
+        rows.append([data, tenant, first, how, final_at,
+                     f"{model.get('algorithm', '-')} {model['ndcg@10']:.3f}" if model.get("ndcg@10") is not None else "-"])
+    return rows
 
 
 def costs_section(d: dict) -> str:
