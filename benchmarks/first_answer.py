@@ -79,6 +79,19 @@ def personalised_s(published: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def code_version() -> str:
+    """Which ml_service the service runs: this tree's (its commit, and whether src/ has uncommitted changes) or another."""
+    import ml_service
+
+    package = Path(ml_service.__file__).resolve().parent
+    if package != ROOT / "src" / "ml_service":
+        return f"ml_service from {package} (PYTHONPATH)"
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True).stdout.strip()
+    return f"working tree at {head or '?'}" + (" with uncommitted changes in src/" if dirty else "")
+
+
 def _children(pid: int) -> list[int]:
     """Every descendant of a process, from /proc."""
     found, todo = [], [pid]
@@ -210,6 +223,7 @@ def main() -> int:
         export = dataset(args.data)
     with open("/proc/loadavg") as handle:
         load_before = handle.read().split()[:3]
+    code = code_version()  # at the start: another job may change the tree while the service runs
     runs = []
     for mode in args.modes:
         runs.append(measure(export, mode, args.threads, args.timeout, again=args.second_run))
@@ -220,6 +234,7 @@ def main() -> int:
     section = {
         "command": "python benchmarks/first_answer.py " + " ".join(sys.argv[1:]),
         "at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "code": code,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": load_after},
         "data": {"sample": "bundled sample export (src/ml_service/demo/sample, 3 tenants)",
                  "ml-100k": "MovieLens-100k as a Totara export (benchmarks/datasets.py, 1 tenant)",

@@ -277,7 +277,8 @@ def first_answer_section(d: dict) -> str:
             if "personalised_s" in run:  # a multi-tenant run: one row per tenant below instead of one long cell
                 load = section["machine"]
                 sites.append([data, run["all_tenants_answer_s"], run["all_tenants_personalised_s"] or "-", run["run_done_s"],
-                              run.get("training_peak_rss_mb") or "-", f"{' '.join(load['loadavg_before'])} / {' '.join(load['loadavg_after'])}"])
+                              run.get("training_peak_rss_mb") or "-", f"{' '.join(load['loadavg_before'])} / {' '.join(load['loadavg_after'])}",
+                              section.get("code", "-")])
                 tenants += _tenant_rows(data, run)
             elif "published" in run:
                 stages = "; ".join(f"{p['tenant']} {p['stage']} {p['algorithm']} at {p['at_s']} s"
@@ -310,15 +311,16 @@ def first_answer_section(d: dict) -> str:
         out += ["", "A multi-tenant site (`site-8`: tenant 0 holds everyone, tenants 1..8 own subsets; benchmarks/datasets.py). "
                 "`before` is the code before issue 11's anytime publishing (the parent of the `wt2-anytime` merge, "
                 "`git archive <commit> src` put first on PYTHONPATH, the same benchmark script): every tenant waits for "
-                "its final model, one tenant after another. Before and after ran back to back, twice (before, after, before "
-                "run 2, after run 2), under `nice -n 10` on a shared machine: other benchmark jobs started during the "
-                "first pair, so its `before` had the machine nearly to itself and its `after` did not; the second pair "
-                "ran under similar load (see the load averages). Times after the first answers depend on that load as "
+                "its final model, one tenant after another; the other rows are main's code of the day (the `code` column: "
+                "other work was committed to main while these ran). The runs, in the order of the table (each right after the "
+                "last), under `nice -n 10` on a machine shared with other benchmark jobs: the first `before` had the "
+                "machine nearly to itself and the first `after` did not; `before, run 2` and `run 2` ran beside other "
+                "jobs under similar load; `before, run 3` and `run 4` started on an idle machine (see the load averages). Times after the first answers depend on that load as "
                 "much as on the code. Seconds from the service's start until every tenant answers "
                 "(polled), until every tenant has a personalised (not `popular`) model published (from training.jsonl's "
                 "records, so it can read a fraction of a second before the poll saw it), and until the run's end:", "",
                 table(["data", "every tenant answers s", "every tenant personalised s", "all final s", "training peak RSS MB",
-                       "load average before / after"], sites),
+                       "load average before / after", "code"], sites),
                 "", "Per tenant (seconds from the service's start; `popular` answers are not personalised):", "",
                 table(["data", "tenant", "first answer s", "first personalised s", "final published s",
                        "final model (validation NDCG@10)"], tenants)]
