@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("--algorithms", nargs="+", default=["knn", "ease", "seq_edlae", "auto"])
     parser.add_argument("--settings", nargs="+", default=[f"{h}/{v}" for h, v in SETTINGS],
                         help="hold-out/validation pairs to run")
+    parser.add_argument("--after", default="the working tree", help="what the working tree is (for the report)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,7 @@ def main() -> int:
     payload = {
         "command": "python benchmarks/recency.py " + " ".join(sys.argv[1:]),
         "before": args.before,
+        "after": args.after,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                     "loadavg_after": [round(x, 2) for x in os.getloadavg()]},

@@ -42,6 +42,8 @@ shared the cores say so in their notes. Install the extras first: `.venv/bin/pip
 | A fresh-clone install and test run, as CI runs it | the CI command | `results/install.json` |
 | The request metrics' cost before and after they moved into the access log's middleware | `serving.py` | `results/metrics_middleware_merge.json` |
 | What an algorithm's later candidates add over its first: the evidence for `auto`'s early drop (`DROP_MARGIN`) | `candidate_spread.py` | `results/candidate_spread.json` |
+| Recency-weighted histories of the item-item models, before vs after, both hold-outs and validations | `recency.py` | `results/recency.json` |
+| MovieLens-1M under RecBole's protocol: the variants of `seq_edlae` tried on validation | `recbole_explore.py` | `results/recbole_explore.json` |
 | Replica switch-over: publish to an S3 store (moto) -> two `serve --no-scheduler` replicas serving it, under load | `replica_switch.py` | `results/replica_switch.json` |
 | Scale: a 200-tenant site, local executor vs Dask with 1 and 2 workers, per-task overhead, 500-tenant projection | `scale.py` | `results/scale.json` |
 """
@@ -583,6 +585,27 @@ def scale_section(d: dict) -> str:
     ])
 
 
+def recency_section(d: dict) -> str:
+    rows = []
+    keyed = {(r["code"], r["dataset"], r["holdout"], r["validation"], r["algorithm"]): r for r in d["rows"]}
+    for (code, dataset, holdout, validation, algorithm), after in sorted(keyed.items(), key=lambda kv: kv[0][1:]):
+        if code != "after":
+            continue
+        before = keyed.get(("before", dataset, holdout, validation, algorithm), {})
+        half_life = (after.get("params") or {}).get("half_life", "∞")
+        name = algorithm + (f" → {after['choice']}" if after.get("choice") else "")
+        rows.append([dataset, holdout, validation, name, before.get("ndcg@10", "-"), after.get("ndcg@10", "-"),
+                     half_life if algorithm != "auto" else "", after.get("train_seconds", "-")])
+    return "\n".join([
+        "## Recency-weighted histories (item-item models), before vs after", "",
+        f"`{d['command']}` ({d['generated_at']}, load average {d['machine']['loadavg_before']} before, "
+        f"{d['machine']['loadavg_after']} after). The service path as in the quality section; each hold-out with "
+        "the service's default internal validation (`latest`), and the random hold-out also with validation "
+        f"matching it. Before = `{d['before']}`; after = {d.get('after', 'the working tree')}. {d['notes']}.", "",
+        table(["data", "hold-out", "validation", "algorithm", "NDCG@10 before", "NDCG@10 after", "half-life", "train s"],
+              rows)])
+
+
 def main() -> int:
     parts = [INTRO]
     for name, render in (
@@ -606,6 +629,7 @@ def main() -> int:
         ("costs.json", costs_section),
         ("costs_seq_edlae.json", lambda d: costs_section(d).replace("## Cost models of auto's candidates", "## seq_edlae's cost, measured for its cost model", 1)),
         ("candidate_spread.json", candidate_spread_section),
+        ("recency.json", recency_section),
         ("metrics_middleware_merge.json", middleware_merge_section),
         ("install.json", install_section),
         ("replica_switch.json", replica_switch_section),
