@@ -129,7 +129,8 @@ def test_a_worker_killed_mid_task_does_not_lose_a_tenant(tmp_path: Path, client:
     killer.join(10)
     assert killed, "no worker was killed while it trained a tenant"
     assert result.ok, [(r.tenant, r.msg) for r in result.tenants]
-    assert all(r.state == "trained" and store.current_version(r.tenant) == r.version for r in result.tenants)
+    served = {r.tenant: (r.state, r.version, store.current_version(r.tenant), r.msg) for r in result.tenants}
+    assert all(state == "trained" and current == version for state, version, current, _ in served.values()), served
     assert len(result.tenants) == 4
     client.wait_for_workers(2, timeout=60)  # the nanny restarted the killed worker for the next tests
 

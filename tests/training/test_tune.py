@@ -49,6 +49,12 @@ def test_passed_deadline_still_fits_the_first_candidate() -> None:
     assert result.fits == 1 and result.params == {"shuffle": True}
 
 
+def test_max_candidates_tries_only_the_first_ones() -> None:
+    data = make_tenant(seed=2)
+    result = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0), max_candidates=2)
+    assert result.fits == 2 and [c["params"] for c in result.candidates] == [{"shuffle": True}, {"half_life_days": 30.0}]
+
+
 def test_a_candidate_under_drop_below_ends_the_tuning_and_says_why() -> None:
     data = make_tenant(seed=2)
     first = tune(ShuffledPopular(), TrainContext(data, threads=1, seed=0))

@@ -36,7 +36,10 @@ class TuneResult:
     dropped: str = ""  # why its remaining candidates were not tried (tune's `drop_below`), or ""
 
 
-def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True, drop_below: float | None = None) -> TuneResult:
+def tune(
+    algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True, drop_below: float | None = None,
+    max_candidates: int | None = None,
+) -> TuneResult:
     """Try algorithm.candidates(data) in order on a seeded hold-out of ctx.data and keep the best by NDCG@10.
 
     ctx.deadline is a time.monotonic() value: no new candidate starts after it, but the first always runs (and
@@ -48,6 +51,7 @@ def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True, drop_belo
     out of the final metrics (a third of the validation time on MovieLens-1M; the quick model's AUC compares
     with nothing). `drop_below`: once a candidate has been scored, the remaining ones are not tried while the
     best score so far is under it (auto: the algorithm cannot win, see DROP_MARGIN in training/auto.py).
+    `max_candidates`: only the first so many (anytime's quick personalised model: the first, the algorithm's default).
     """
     started = time.monotonic()
     data, deadline = ctx.data, ctx.deadline
@@ -61,7 +65,7 @@ def tune(algorithm: Algorithm, ctx: TrainContext, *, auc: bool = True, drop_belo
     best: tuple[float, TrainedModel] | None = None
     tried: list[dict[str, Any]] = []
     dropped = ""
-    candidates = algorithm.candidates(data)
+    candidates = algorithm.candidates(data)[:max_candidates]
     for index, params in enumerate(candidates):
         if index > 0 and deadline is not None and time.monotonic() >= deadline:
             break
