@@ -17,7 +17,7 @@ from ml_service.demo.generate import generate_export
 from ml_service.source.folder import FolderSource
 from ml_service.store import ModelStore
 from ml_service.store.format import created_from_id
-from ml_service.training.anytime import QUICK_SUMMARY_ALGORITHM, may_replace, quick_personal_algorithm
+from ml_service.training.anytime import QUICK_SUMMARY_ALGORITHM, may_replace, quick_personal_algorithms
 from ml_service.training.logs import read_summary
 from ml_service.training.pipeline import run_training
 from tests.api.conftest import serve  # noqa: F401 - the fixture
@@ -165,11 +165,12 @@ def test_a_real_server_answers_from_the_quick_models_before_any_full_search(
 
     assert run_training(settings, FolderSource(export), store, reporter=at_full_pass).ok
     # only the quick models exist yet, and under `auto` each is personalised: it validated above popular
-    assert seen["algorithms"] == {"0": ["knn"], "1": ["knn"]}
+    assert all(len(names) == 1 and names[0] in ("knn", "als") for names in seen["algorithms"].values()), seen
     for tenant in ("0", "1"):
         (quick,) = store.versions(tenant)[-1:]
-        tried = store.load(tenant, quick.version).model.info["quick"]["validation"]
-        assert tried["knn"] > tried["popular"]
+        info = store.load(tenant, quick.version).model.info["quick"]
+        assert set(info["validation"]) == {"popular", "knn", "als"}
+        assert info["validation"][info["chosen"]] == max(info["validation"].values()) > info["validation"]["popular"]
     for tenant in ("0", "1"):
         assert seen[tenant]["success"] is True and len(seen[tenant]["items"]) == 3, seen[tenant]
     finals = {t: store.load(t).model for t in ("0", "1")}
@@ -182,25 +183,25 @@ def test_a_tenant_serving_a_personalised_model_gets_no_personalised_quick_fit(tm
     assert run_training(settings, FolderSource(export), store, tenants=["0"]).ok
     assert run_training(settings, FolderSource(export), store, tenants=["0"]).ok
     quick = [r for r in _records(settings) if r["event"] == "tenant-quick"]
-    assert [q["algorithm"] for q in quick] == ["knn", "popular"]  # the second run only bridges with popular
-    assert quick[0]["published"] and not quick[1]["published"]
-    versions = store.versions("0")
-    assert store.load("0", versions[-1].version).model.info["quick"]["chosen"] == "knn"
+    assert quick[0]["algorithm"] in ("knn", "als") and quick[0]["published"]
+    assert quick[1]["algorithm"] == "popular" and not quick[1]["published"]  # the second run only bridges
+    first_quick = store.load("0", store.versions("0")[-1].version).model.info["quick"]
+    assert first_quick["chosen"] == quick[0]["algorithm"] and "knn" in first_quick["validation"]
 
 
-def test_the_quick_personalised_algorithm_respects_the_memory_limit() -> None:
+def test_the_quick_personalised_algorithms_respect_the_memory_limit() -> None:
     from tests.synthetic import make_tenant
 
     data = make_tenant(n_users=300, n_items=6000, seed=1)  # knn's dense similarity: ~36M item pairs
     settings = Settings()
-    assert quick_personal_algorithm(data, settings) == ("knn", "")
-    # knn's items² similarity estimated over the limit: ALS, whose cost grows with the interactions only
+    assert quick_personal_algorithms(data, settings) == (["knn", "als"], {})
+    # knn's items² similarity estimated over the limit: ALS only, whose cost grows with the interactions
     from ml_service.training.costs import estimate
 
     knn_mb = estimate("knn", data.n_users, data.n_items, len(data.interactions)).peak_bytes / 2**20
     als_mb = estimate("als", data.n_users, data.n_items, len(data.interactions)).peak_bytes / 2**20
     assert als_mb < knn_mb
-    name, _ = quick_personal_algorithm(data, settings.with_(train_memory_mb=int((als_mb + knn_mb) / 2)))
-    assert name == "als"
-    name, reason = quick_personal_algorithm(data, settings.with_(train_memory_mb=64))
-    assert name is None and "knn: estimated peak" in reason and "als: estimated peak" in reason
+    names, left_out = quick_personal_algorithms(data, settings.with_(train_memory_mb=int((als_mb + knn_mb) / 2)))
+    assert names == ["als"] and left_out["knn"].startswith("estimated peak")
+    names, left_out = quick_personal_algorithms(data, settings.with_(train_memory_mb=64))
+    assert names == [] and set(left_out) == {"knn", "als"}
