@@ -14,7 +14,9 @@ from ml_service.models.ease import EASEAlgorithm
 from ml_service.models.edlae import EDLAEAlgorithm
 from ml_service.models.extras import validation_extras
 from ml_service.models.knn import ItemKNNAlgorithm
-from ml_service.models.recency import HALF_LIVES, MIN_HISTORY_WEIGHT, recency_weights, with_recency
+from ml_service.models.recency import (
+    HALF_LIVES, LOW_FLOOR_MARGIN, LOW_HISTORY_WEIGHT, MIN_HISTORY_WEIGHT, recency_weights, with_recency,
+)
 from ml_service.models.seq_edlae import SeqEDLAEAlgorithm
 from ml_service.training.metrics import ndcg_at_k
 from ml_service.training.split import holdout_split
@@ -41,6 +43,24 @@ def test_old_interactions_keep_the_floor_weight() -> None:
                          np.arange(6, dtype=np.int64))
     got = recency_weights(data, train, 1.0).toarray()[0]
     np.testing.assert_allclose(got, [MIN_HISTORY_WEIGHT] * 2 + [0.125, 0.25, 0.5, 1.0])
+    got = recency_weights(data, train, 1.0, LOW_HISTORY_WEIGHT).toarray()[0]
+    np.testing.assert_allclose(got, [1 / 32, 1 / 16, 0.125, 0.25, 0.5, 1.0])
+
+
+def test_the_low_floor_is_kept_only_when_it_validates_clearly_better() -> None:
+    data = make_tenant(seed=2)
+    part = ItemKNNAlgorithm().fit(data, data.interactions, {"half_life": math.inf}, FitContext(threads=1, seed=1))
+
+    def chosen_with(low_scores: list[float]):
+        # default floor: ∞ 0.30, 30 0.40, 10 0.35 (stop); low floor from 30 down: given scores
+        scores = iter([0.30, 0.40, 0.35] + low_scores)
+        return with_recency(part, data, data.interactions, {}, FitContext(evaluate=lambda _: next(scores)))
+
+    clearly = chosen_with([0.40, 0.45, 0.44])  # 30@0.001 0.40, 10@0.001 0.45 > 0.40 x 1.03, 4@0.001 worse: stop
+    assert clearly.params["half_life"] == 10.0 and clearly.params["history_floor"] == LOW_HISTORY_WEIGHT
+    assert list(clearly.info["validation_by_half_life"])[3:] == ["30.0@0.001", "10.0@0.001", "4.0@0.001"]
+    barely = chosen_with([0.41, 0.40])  # within the margin: the default floor stays, and no key says so
+    assert barely.params["half_life"] == 30.0 and "history_floor" not in barely.params
 
 
 def drifting_tenant(seed: int):
@@ -70,11 +90,20 @@ def test_validation_picks_a_half_life_that_beats_no_decay_on_drifting_learners(a
     chosen = algorithm.fit(data, split.train, params, FitContext(threads=1, seed=1, evaluate=score))
     tried = chosen.info["validation_by_half_life"]
     assert math.isfinite(chosen.params["half_life"])
-    assert tried[str(chosen.params["half_life"])] == max(tried.values())
+    floor = chosen.params.get("history_floor")
+    key = str(chosen.params["half_life"]) + ("" if floor is None else f"@{floor:g}")
+    default_floor = {k: v for k, v in tried.items() if "@" not in k}
+    low_floor = {k: v for k, v in tried.items() if "@" in k}
+    assert tried[key] == max(low_floor.values() if floor is not None else default_floor.values())
+    if floor is None:  # the low floor, when tried, was not clearly better
+        assert all(v <= max(default_floor.values()) * (1 + LOW_FLOOR_MARGIN) for v in low_floor.values())
+    else:
+        assert tried[key] > max(default_floor.values()) * (1 + LOW_FLOOR_MARGIN)
     assert score(chosen) > score(plain) + 0.02
     # the refit (no validation) keeps the chosen half-life
     refit = algorithm.fit(data, data.interactions, chosen.params, FitContext(threads=1, seed=1))
     assert refit.params["half_life"] == chosen.params["half_life"]
+    assert refit.params.get("history_floor") == chosen.params.get("history_floor")
     assert "validation_by_half_life" not in refit.info
 
 

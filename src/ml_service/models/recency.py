@@ -20,12 +20,16 @@ from ml_service.models.parts import ItemItemModel
 # (largest λ) ∞ 0.111, 30 0.131, 10 0.148, 5 0.152, 3 0.153; a random hold-out prefers ∞ for both (knn 0.245 →
 # 0.208 at 30), so the search stops there after two evaluations.
 HALF_LIVES: tuple[float, ...] = (math.inf, 30.0, 10.0, 4.0, 2.0)
-# The weight of a learner's oldest interactions never falls below this. Validation with the newest 20 % held out
-# always prefers almost no floor, but a random hold-out (what a learner takes up at any time) pays for it; MovieLens-
-# 100k, knn (200 neighbours) at the best half-life, NDCG@10 on latest / random hold-outs: no decay 0.140 / 0.245;
-# floor 0.001: 0.163 / 0.178; 0.1: 0.163 / 0.214; 0.2: 0.158 / 0.229; 0.35: 0.151 / 0.240 (ease: 0.001 0.153 / 0.158,
-# 0.1 0.141 / 0.164). 0.1 keeps knn's whole gain on the newest and halves the loss on a random hold-out.
+# The weight of a learner's oldest interactions never falls below MIN_HISTORY_WEIGHT unless validation finds a far
+# lower floor (LOW_HISTORY_WEIGHT) clearly better. A random hold-out (what a learner takes up at any time) pays for a
+# low floor; MovieLens-100k, knn (200 neighbours) at the best half-life, NDCG@10 on latest / random hold-outs: no
+# decay 0.140 / 0.245; floor 0.001: 0.163 / 0.178; 0.1: 0.163 / 0.214; 0.2: 0.158 / 0.229; 0.35: 0.151 / 0.240
+# (ease: 0.001 0.153 / 0.158, 0.1 0.141 / 0.164). But on MovieLens-1M (service path, each learner's newest 20 %
+# held out) seq_edlae validates 0.158 with floor 0.1 and 0.182 with 0.001 (half-life 4; no decay 0.088): there
+# learners' newest interactions say much more, and the low floor wins by far more than LOW_FLOOR_MARGIN.
 MIN_HISTORY_WEIGHT = 0.1
+LOW_HISTORY_WEIGHT = 1e-3
+LOW_FLOOR_MARGIN = 0.03  # relative validation gain the low floor needs over the best with MIN_HISTORY_WEIGHT
 
 
 def has_time(train: Interactions) -> bool:
@@ -33,8 +37,11 @@ def has_time(train: Interactions) -> bool:
     return len(train) > 0 and bool(np.ptp(train.timestamp) > 0)
 
 
-def recency_weights(data: TenantData, train: Interactions, half_life: float) -> sp.csr_matrix:
-    """(n_users, n_items) float32: 0.5^(rank of the pair's newest interaction from the learner's newest / half_life).
+def recency_weights(
+    data: TenantData, train: Interactions, half_life: float, floor: float = MIN_HISTORY_WEIGHT
+) -> sp.csr_matrix:
+    """(n_users, n_items) float32: max(0.5^(rank of the pair's newest interaction from the learner's newest /
+    half_life), floor).
 
     Rank 0 is the learner's newest interaction; ties in time go to the higher item index. An infinite half-life
     gives 1 for every pair.
@@ -47,7 +54,7 @@ def recency_weights(data: TenantData, train: Interactions, half_life: float) -> 
         sorted_users = users[order]
         starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
         rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
-        values[order] = np.maximum(0.5 ** (rank / half_life), MIN_HISTORY_WEIGHT)
+        values[order] = np.maximum(0.5 ** (rank / half_life), floor)
     # a pair seen more than once keeps its newest (largest) weight
     keep = np.lexsort((-values, items, users))
     pair = users[keep].astype(np.int64) * max(data.n_items, 1) + items[keep]
@@ -56,11 +63,13 @@ def recency_weights(data: TenantData, train: Interactions, half_life: float) -> 
     return sp.csr_matrix((values[keep], (users[keep], items[keep])), shape=(data.n_users, data.n_items), dtype=np.float32)
 
 
-def weighted_history(history: sp.csr_matrix, data: TenantData, train: Interactions, half_life: float) -> sp.csr_matrix:
+def weighted_history(
+    history: sp.csr_matrix, data: TenantData, train: Interactions, half_life: float, floor: float = MIN_HISTORY_WEIGHT
+) -> sp.csr_matrix:
     """`history` (built from `train`) with each entry multiplied by its recency weight; itself when half_life is ∞."""
     if not math.isfinite(half_life):
         return history
-    weighted = sp.csr_matrix(history.multiply(recency_weights(data, train, half_life)), dtype=np.float32)
+    weighted = sp.csr_matrix(history.multiply(recency_weights(data, train, half_life, floor)), dtype=np.float32)
     weighted.sort_indices()
     return weighted
 
@@ -68,35 +77,51 @@ def weighted_history(history: sp.csr_matrix, data: TenantData, train: Interactio
 def with_recency(
     part: ItemItemModel, data: TenantData, train: Interactions, params: Mapping[str, Any], ctx: FitContext
 ) -> ItemItemModel:
-    """`part` scoring a recency-weighted history: params["half_life"] when given (absent = no decay), else, while
-    validating (ctx.evaluate), the HALF_LIVES in order until one validates worse than the one before.
+    """`part` scoring a recency-weighted history: params["half_life"] (and "history_floor") when given (absent = no
+    decay), else, while validating (ctx.evaluate), the HALF_LIVES in order with the MIN_HISTORY_WEIGHT floor until
+    one validates worse than the one before; then, from the best finite one down, the same with the
+    LOW_HISTORY_WEIGHT floor, kept only when it validates LOW_FLOOR_MARGIN better.
 
-    The chosen half-life goes into part.params (only when finite: no key means no decay, which JSON can say), the
-    scores tried into part.info["validation_by_half_life"].
+    The choice goes into part.params (only what differs from no decay and the default floor, so that no key means
+    no decay, which JSON can say), the scores tried into part.info["validation_by_half_life"] ("<half-life>" or
+    "<half-life>@<floor>").
     """
     if not has_time(train):
         return part
     if ctx.evaluate is None or "half_life" in params:
-        return _weighted(part, data, train, float(params.get("half_life", math.inf)))
-    tried: dict[float, float] = {}
-    best: tuple[float, ItemItemModel] | None = None
-    for life in HALF_LIVES:
-        candidate = _weighted(part, data, train, life)
-        score = float(ctx.evaluate(candidate))
-        tried[life] = score
-        if best is not None and score <= best[0]:
-            break
-        best = (score, candidate)
+        life = float(params.get("half_life", math.inf))
+        return _weighted(part, data, train, life, float(params.get("history_floor", MIN_HISTORY_WEIGHT)))
+    tried: dict[str, float] = {}
+
+    def descend(lives: tuple[float, ...], floor: float) -> tuple[float, ItemItemModel] | None:
+        best: tuple[float, ItemItemModel] | None = None
+        for life in lives:
+            candidate = _weighted(part, data, train, life, floor)
+            score = float(ctx.evaluate(candidate))
+            tried[str(life) if floor == MIN_HISTORY_WEIGHT else f"{life}@{floor:g}"] = round(score, 6)
+            if best is not None and score <= best[0]:
+                break
+            best = (score, candidate)
+        return best
+
+    best = descend(HALF_LIVES, MIN_HISTORY_WEIGHT)
     assert best is not None
+    life = float(best[1].params.get("half_life", math.inf))
+    if math.isfinite(life):
+        low = descend(tuple(h for h in HALF_LIVES if h <= life), LOW_HISTORY_WEIGHT)
+        if low is not None and low[0] > best[0] * (1.0 + LOW_FLOOR_MARGIN):
+            best = low
     chosen = best[1]
-    chosen.info["validation_by_half_life"] = {str(life): round(score, 6) for life, score in tried.items()}
+    chosen.info["validation_by_half_life"] = tried
     return chosen
 
 
-def _weighted(part: ItemItemModel, data: TenantData, train: Interactions, life: float) -> ItemItemModel:
-    params = {key: value for key, value in part.params.items() if key != "half_life"}
+def _weighted(part: ItemItemModel, data: TenantData, train: Interactions, life: float, floor: float) -> ItemItemModel:
+    params = {key: value for key, value in part.params.items() if key not in ("half_life", "history_floor")}
     if math.isfinite(life):
         params["half_life"] = life
+        if floor != MIN_HISTORY_WEIGHT:
+            params["history_floor"] = floor
     return dataclasses.replace(
-        part, history=weighted_history(part.history, data, train, life), params=params, info=dict(part.info)
+        part, history=weighted_history(part.history, data, train, life, floor), params=params, info=dict(part.info)
     )
