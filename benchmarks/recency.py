@@ -61,6 +61,8 @@ def main() -> int:
     parser.add_argument("--settings", nargs="+", default=[f"{h}/{v}" for h, v in SETTINGS],
                         help="hold-out/validation pairs to run")
     parser.add_argument("--after", default="the working tree", help="what the working tree is (for the report)")
+    parser.add_argument("--references", nargs="*", type=Path, default=[],
+                        help="quality.py result files whose reference-* rows are kept for the ratio (they take an hour)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,15 @@ def main() -> int:
     previous = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     fresh = {(r["code"], r["dataset"], r["holdout"], r["validation"], r["algorithm"]) for r in rows}
     kept = [r for r in previous if (r["code"], r["dataset"], r["holdout"], r["validation"], r["algorithm"]) not in fresh]
+    references = json.loads(args.out.read_text()).get("references", []) if args.out.exists() else []
+    for path in args.references:
+        for row in json.loads(path.read_text())["results"]:
+            if row.get("algorithm", "").startswith("reference-") and "ndcg@10" in row:
+                references = [r for r in references if (r["dataset"], r["protocol"], r["algorithm"])
+                              != (row["dataset"], row["protocol"], row["algorithm"])]
+                references.append({key: row[key] for key in ("dataset", "protocol", "algorithm", "ndcg@10",
+                                                             "recall@10", "train_seconds") if key in row}
+                                  | {"from": str(path.name)})
     payload = {
         "command": "python benchmarks/recency.py " + " ".join(sys.argv[1:]),
         "before": args.before,
@@ -89,6 +100,7 @@ def main() -> int:
         "notes": "train_seconds are wall time on the shared 2-core machine; quality does not depend on them "
                  "except through auto's time budget (600 s), which none of these runs reached",
         "rows": kept + rows,
+        "references": references,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=1))

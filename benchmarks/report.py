@@ -603,7 +603,25 @@ def recency_section(d: dict) -> str:
         "the service's default internal validation (`latest`), and the random hold-out also with validation "
         f"matching it. Before = `{d['before']}`; after = {d.get('after', 'the working tree')}. {d['notes']}.", "",
         table(["data", "hold-out", "validation", "algorithm", "NDCG@10 before", "NDCG@10 after", "half-life", "train s"],
-              rows)])
+              rows), *_reference_lines(d, keyed)])
+
+
+def _reference_lines(d: dict, keyed: dict) -> list[str]:
+    """`auto` against the reference procedure's best mode on each (data set, hold-out) that has one."""
+    best: dict[tuple[str, str], dict] = {}
+    for ref in d.get("references", []):  # the reference procedure's best mode on each data set and hold-out
+        key = (ref["dataset"], ref["protocol"])
+        if key not in best or ref["ndcg@10"] > best[key]["ndcg@10"]:
+            best[key] = ref
+    lines = []
+    for ref in (best[key] for key in sorted(best)):
+        for code in ("before", "after"):
+            ours = keyed.get((code, ref["dataset"], ref["protocol"], "latest", "auto"))
+            if ours:
+                lines.append(f"- {ref['dataset']}, {ref['protocol']} hold-out: `auto` {code} {ours['ndcg@10']:.4f} = "
+                             f"{ours['ndcg@10'] / ref['ndcg@10']:.2f}x `{ref['algorithm']}` ({ref['ndcg@10']:.4f}, "
+                             f"from {ref['from']}, {ref.get('train_seconds', '?')} s)")
+    return ["", *lines] if lines else []
 
 
 def main() -> int:
