@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from recbole_ml1m import CACHE, RESULTS, load_protocol_data  # noqa: E402
 from recbole_protocol import evaluate_scores  # noqa: E402
+from ml_service.models.edlae import edlae_weights_from_gram  # noqa: E402
 
 OUT = RESULTS / "recbole_explore.json"
 SEED = 42
@@ -162,14 +163,7 @@ def weighted_timeline_gram(train: Any, n_items: int, window: int, mode: str = "w
 def ease_on(gram: np.ndarray, lam: float, dropout: float = 0.0, gamma: float = 0.0) -> np.ndarray:
     """EASE / EDLAE closed form on a given Gram (copied), zero diagonal, columns * count^-gamma."""
     gram = np.array(gram, dtype=np.float64, order="C", copy=True)  # scipy 1.17 inv crashed on a Fortran-order copy
-    counts = np.diag(gram).copy()
-    gram[np.diag_indices_from(gram)] += lam + (dropout / (1.0 - dropout)) * counts
-    precision = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-    weights = -precision / np.diag(precision)[None, :]
-    weights[np.diag_indices_from(weights)] = 0.0
-    if gamma:
-        weights *= np.maximum(counts, 1.0)[None, :] ** -gamma
-    return weights.astype(np.float32)
+    return edlae_weights_from_gram(gram, lam, dropout, gamma)
 
 
 BASE_E = (1.5, 0.5, 0.1)

@@ -78,7 +78,11 @@ class EDLAEAlgorithm(DenseItemItemLimit):
 
 def edlae_weights(history: Any, lam: float, dropout: float, gamma: float) -> np.ndarray:
     """(n_items, n_items) float32 weights with zero diagonal (see EDLAEAlgorithm)."""
-    gram = np.asarray((history.T @ history).toarray(), dtype=np.float64)
+    return edlae_weights_from_gram(np.asarray((history.T @ history).toarray(), dtype=np.float64), lam, dropout, gamma)
+
+
+def edlae_weights_from_gram(gram: np.ndarray, lam: float, dropout: float, gamma: float) -> np.ndarray:
+    """EDLAE's closed form on a float64 Gram matrix (overwritten); dropout 0 and gamma 0 give EASE's."""
     counts = np.diag(gram).copy()
     gram[np.diag_indices_from(gram)] += lam + dropout / (1.0 - dropout) * counts
     precision = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
