@@ -102,3 +102,17 @@ def test_auto_publishes_the_first_candidate_that_beats_popular_before_its_final_
     rows = [(r["ALGORITHM"].split(":")[0], r["TENANT_ID"]) for r in read_summary(settings.train_summary_log)]
     assert rows == [("quick", "0"), ("quick", "1"), (INTERIM_SUMMARY_PREFIX[:-1], "0"), ("auto", "0"),
                     (INTERIM_SUMMARY_PREFIX[:-1], "1"), ("auto", "1")]
+
+
+def test_an_interim_model_no_better_than_the_served_one_is_not_published_again(tmp_path: Path, export: Path) -> None:
+    from ml_service.data.load import load_tenant
+    from ml_service.training.interim import publish_interim
+
+    settings = _settings(tmp_path, algorithm="knn")
+    store = ModelStore(settings.recommender_dir)
+    assert run_training(settings.with_(anytime_publish=False), FolderSource(export), store, tenants=["0"]).ok
+    served = store.load("0")
+    data = load_tenant(FolderSource(export).fetch().files("0"))
+    record = publish_interim(settings, store, data, served.model, "fingerprint", "stamp")
+    assert not record["published"] and "validates no better than the served knn model" in record["reason"]
+    assert [v.version for v in store.versions("0")] == [served.version]  # nothing stored

@@ -47,8 +47,12 @@ def publish_interim(settings: Settings, store: Any, data: TenantData, model: Tra
         model.info["data_fingerprint"] = data_fingerprint
         score = float(model.metrics.get(METRIC, 0.0))
         allowed, reason, existing = may_replace(store, data.tenant, score, settings.validation_protocol)
+        theirs = existing.get(METRIC)
         if allowed and existing.get("algorithm") == "popular":  # may_replace's words are for another popular model
-            reason = f"beats the served popular model ({score:.4f} > {existing.get(METRIC) or 0.0:.4f})"
+            reason = f"beats the served popular model ({score:.4f} > {theirs or 0.0:.4f})"
+        elif allowed and isinstance(theirs, (int, float)) and score <= theirs:
+            # e.g. the quick pass already serves this very model: another version would change nothing
+            allowed, reason = False, f"validates no better than the served {existing.get('algorithm')} model ({score:.4f} <= {theirs:.4f})"
         record.update(metrics={METRIC: score}, reason=reason, existing=existing)
         if allowed:
             record.update(published=True, version=store.publish(data.tenant, model))
