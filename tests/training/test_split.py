@@ -21,13 +21,14 @@ def test_holds_out_the_fraction_of_each_qualifying_users_positives(protocol: str
     inter = data.interactions
     assert _pairs(split.train) | _pairs(split.test) == _pairs(inter)
     assert not _pairs(split.train) & _pairs(split.test)
-    assert (split.test.rating == 1).all()
+    if protocol == "random":
+        assert (split.test.rating == 1).all()
     for user in range(data.n_users):
         n_pos = int(((inter.user == user) & (inter.rating == 1)).sum())
-        held = int((split.test.user == user).sum())
+        held = int(((split.test.user == user) & (split.test.rating == 1)).sum())
         expected = min(n_pos - 1, max(1, round(0.2 * n_pos))) if n_pos >= 2 else 0
         assert held == expected, (user, n_pos, held)
-    assert 0.15 < len(split.test) / int((inter.rating == 1).sum()) < 0.3
+    assert 0.15 < int((split.test.rating == 1).sum()) / int((inter.rating == 1).sum()) < 0.3
 
 
 def test_random_split_is_seeded() -> None:
@@ -47,6 +48,23 @@ def test_latest_protocol_holds_out_the_newest_positives() -> None:
         assert (split.train.timestamp[kept] <= newest_held).all()
     assert _pairs(split.test) == _pairs(holdout_split(data, 0.3, seed=99, protocol="latest").test)
     assert len(inter) == len(split.train) + len(split.test)
+
+
+def test_latest_protocol_keeps_nothing_from_the_held_out_period_in_train() -> None:
+    # user 0: positives at t=1, 2, 3, 4, 5 (the newest, t=5, is held out at 0.2) and rating-0 interactions at
+    # t=0 (before), t=5 (the same second) and t=6 (after); user 1 has one positive (does not qualify) and a
+    # rating-0 at t=9, which stays in train. The random protocol keeps every rating-0 interaction in train.
+    inter = Interactions(
+        user=np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], np.int32),
+        item=np.array([1, 2, 3, 4, 5, 6, 7, 8, 1, 2], np.int32),
+        rating=np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 0], np.int8),
+        timestamp=np.array([1, 2, 3, 4, 5, 0, 5, 6, 1, 9], np.int64),
+    )
+    latest = split_interactions(inter, 0.2, protocol="latest")
+    assert _pairs(latest.test) == {(0, 5), (0, 7), (0, 8)}
+    assert _pairs(latest.train) == {(0, 1), (0, 2), (0, 3), (0, 4), (0, 6), (1, 1), (1, 2)}
+    random = split_interactions(inter, 0.2, protocol="random", seed=0)
+    assert (random.test.rating == 1).all() and {(0, 6), (0, 7), (0, 8), (1, 2)} <= _pairs(random.train)
 
 
 def test_users_with_fewer_than_two_positives_stay_in_train() -> None:
