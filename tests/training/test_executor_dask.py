@@ -115,7 +115,8 @@ def test_a_worker_killed_mid_task_does_not_lose_a_tenant(tmp_path: Path, client:
         while time.monotonic() < deadline and not killed:
             busy = [w for w, keys in client.processing().items() if any(str(k).startswith("train_task") or "train-" in str(k) for k in keys)]
             if busy:
-                time.sleep(0.3)  # inside the task: a quiet machine fits an mf tenant of this size in about a second
+                # No sleep "to be inside the task": a quiet machine fits an mf tenant of this size in well under a
+                # second, so a fixed wait could outlast every task. The task must still be running at the kill.
                 pid = client.run(os.getpid, workers=[busy[0]]).get(busy[0])
                 if pid and any("train-" in str(k) for k in client.processing().get(busy[0], ())):
                     os.kill(pid, signal.SIGKILL)
