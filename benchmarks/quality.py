@@ -146,9 +146,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(path: Path, rows: list[dict]) -> None:
+    """The results, keeping what a person added to the file (its `notes`, the `commands` that made older rows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
     payload = {
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
+        **{key: earlier[key] for key in ("notes",) if key in earlier},
+        **({"commands": [c for c in earlier["commands"] if c != command] + [command]} if "commands" in earlier else {}),
+        "command": command,
         "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": rows,
