@@ -593,7 +593,8 @@ def recency_section(d: dict) -> str:
         if code != "after":
             continue
         before = keyed.get(("before", dataset, holdout, validation, algorithm), {})
-        half_life = (after.get("params") or {}).get("half_life", "∞")
+        params = after.get("params") or {}
+        half_life = f"{params.get('half_life', '∞')}" + (f"@{params['history_floor']:g}" if "history_floor" in params else "")
         name = algorithm + (f" → {after['choice']}" if after.get("choice") else "")
         rows.append([dataset, holdout, validation, name, before.get("ndcg@10", "-"), after.get("ndcg@10", "-"),
                      half_life if algorithm != "auto" else "", after.get("train_seconds", "-")])
@@ -603,7 +604,7 @@ def recency_section(d: dict) -> str:
         f"{d['machine']['loadavg_after']} after). The service path as in the quality section; each hold-out with "
         "the service's default internal validation (`latest`), and the random hold-out also with validation "
         f"matching it. Before = `{d['before']}`; after = {d.get('after', 'the working tree')}. {d['notes']}.", "",
-        table(["data", "hold-out", "validation", "algorithm", "NDCG@10 before", "NDCG@10 after", "half-life", "train s"],
+        table(["data", "hold-out", "validation", "algorithm", "NDCG@10 before", "NDCG@10 after", "half-life@floor", "train s"],
               rows), *_reference_lines(d, keyed)])
 
 
