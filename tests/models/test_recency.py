@@ -56,7 +56,7 @@ def test_the_low_floor_is_kept_only_when_it_validates_clearly_better() -> None:
         scores = iter([0.30, 0.40, 0.35] + low_scores)
         return with_recency(part, data, data.interactions, {}, FitContext(evaluate=lambda _: next(scores)))
 
-    clearly = chosen_with([0.40, 0.49, 0.48])  # 30@0.001 0.40, 10@0.001 0.49 > 0.40 x 1.20, 4@0.001 worse: stop
+    clearly = chosen_with([0.40, 0.45, 0.44])  # 30@0.001 0.40, 10@0.001 0.45 > 0.40 x 1.10, 4@0.001 worse: stop
     assert clearly.params["half_life"] == 10.0 and clearly.params["history_floor"] == LOW_HISTORY_WEIGHT
     assert list(clearly.info["validation_by_half_life"])[3:] == ["30.0@0.001", "10.0@0.001", "4.0@0.001"]
     barely = chosen_with([0.41, 0.40])  # within the margin: the default floor stays, and no key says so
