@@ -189,6 +189,57 @@ def test_a_tenant_serving_a_personalised_model_gets_no_personalised_quick_fit(tm
     assert first_quick["chosen"] == quick[0]["algorithm"] and "knn" in first_quick["validation"]
 
 
+@pytest.mark.parametrize("slow", [True, False], ids=["slow-personal", "fast-personal"])
+def test_popular_comes_first_only_when_the_personalised_quick_models_would_take_long(
+    tmp_path: Path, export: Path, monkeypatch: pytest.MonkeyPatch, slow: bool
+) -> None:
+    from ml_service.training import anytime
+
+    # The fixture's knn + als are estimated well under a second: a threshold of 0 makes them "slow".
+    monkeypatch.setattr(anytime, "QUICK_POPULAR_FIRST_S", 0.0 if slow else 3600.0)
+    settings = _settings(tmp_path, algorithm="auto", auto_time_budget_s=3)
+    store = ModelStore(settings.recommender_dir)
+    served_when_personal_fits: list[str | None] = []
+    fit = anytime.quick_model
+
+    def watching(data: Any, settings: Settings, *, personal: bool = False) -> Any:
+        if personal:
+            served_when_personal_fits.append(store.current_version("0"))
+        return fit(data, settings, personal=personal)
+
+    monkeypatch.setattr(anytime, "quick_model", watching)
+    assert run_training(settings, FolderSource(export), store, tenants=["0"]).ok
+    quick = [(r["algorithm"], r["published"]) for r in _records(settings) if r["event"] == "tenant-quick"]
+    rows = [r["ALGORITHM"] for r in read_summary(settings.train_summary_log)]
+    versions = [v.algorithm for v in reversed(store.versions("0"))]  # oldest first
+    if slow:
+        assert quick[0] == ("popular", True) and quick[1][0] in ("knn", "als") and quick[1][1]
+        assert rows[:2] == [QUICK_SUMMARY_ALGORITHM, "quick:" + quick[1][0]]
+        assert versions[:2] == ["popular", quick[1][0]]
+        # the learners had popular's answers while the personalised models were fitted
+        assert served_when_personal_fits == [store.versions("0")[-1].version]
+    else:
+        assert len(quick) == 1 and quick[0][0] in ("knn", "als") and quick[0][1]
+        assert versions[0] == quick[0][0] and served_when_personal_fits == [None]
+
+
+def test_popular_is_not_published_twice_when_it_validates_best(tmp_path: Path, export: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml_service.training import anytime
+    from ml_service.training.prepared import Preloaded
+
+    monkeypatch.setattr(anytime, "QUICK_POPULAR_FIRST_S", 0.0)
+    monkeypatch.setattr(anytime, "QUICK_PERSONAL", ("popular",))  # a "personalised" pass that can only pick popular
+    settings = _settings(tmp_path, algorithm="auto")
+    store = ModelStore(settings.recommender_dir)
+    from ml_service.data.load import load_tenant
+
+    snapshot = FolderSource(export).fetch()
+    outcome = anytime.publish_quick(settings, store, Preloaded("0", load_tenant(snapshot.files("0")), "x", {}))
+    assert outcome.first is not None and outcome.first.published and outcome.first.algorithm == "popular"
+    assert not outcome.published and "served already" in outcome.reason
+    assert [v.algorithm for v in store.versions("0")] == ["popular"]
+
+
 def test_the_quick_personalised_algorithms_respect_the_memory_limit() -> None:
     from tests.synthetic import make_tenant
 

@@ -3,7 +3,8 @@
 The quick pass loads each tenant's export, validates and fits `popular` on it (seconds) and, when `auto` will
 search and the tenant serves no personalised model yet, the default setting of one cheap personalised algorithm
 (QUICK_PERSONAL: kNN and ALS, kNN only where its items² fit); it publishes the best of them unless the
-tenant already serves a model that validated better, and frees the data. So every tenant of a site is
+tenant already serves a model that validated better, and frees the data. Where those personalised models would
+take long (QUICK_POPULAR_FIRST_S) and the tenant serves nothing, `popular` is published first. So every tenant of a site is
 personalised before tenant 0's full search starts. The full pass (pipeline.py) then trains each tenant as before
 and publishes its final model over the quick one. Memory holds one tenant's data at a time: the last tenant's is
 handed to the full pass, which uses it when that tenant trains first (a single tenant: parsed once) and otherwise
@@ -43,6 +44,10 @@ QUICK_SUMMARY_ALGORITHM = QUICK_SUMMARY_PREFIX + QUICK_ALGORITHM
 # ±0.007 of popular, each of the three best somewhere. Both fit in about a second at these sizes.
 QUICK_PERSONAL: tuple[str, ...] = ("knn", "als")
 QUICK_PERSONAL_MAX_FIT_S = 20.0
+# A tenant that serves nothing yet gets `popular` first when its quick personalised models are estimated to take
+# longer than this (two fits each: on the validation split and on all data): MovieLens-1M's knn + als took 33 s,
+# during which the tenant had no answer at all. Below it (MovieLens-100k: 3.6 s) one version is stored, not two.
+QUICK_POPULAR_FIRST_S = 5.0
 METRIC = "ndcg@10"
 
 
@@ -58,6 +63,7 @@ class QuickOutcome:
     score: float | None = None
     existing: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    first: "QuickOutcome | None" = None  # `popular`, published before a slow personalised quick model
 
     def as_record(self) -> dict[str, Any]:
         return {"event": "tenant-quick", "stage": "quick", "tenant": self.tenant, "algorithm": self.algorithm,
@@ -95,6 +101,15 @@ def quick_model(data: TenantData, settings: Settings, *, personal: bool = False)
     model.info["quick"] = {"validation": tried, "chosen": chosen.name} | ({"left_out": left_out} if left_out else {})
     finish_model(model, ctx, started, stage="quick")
     return model
+
+
+def quick_personal_seconds(data: TenantData, settings: Settings) -> float:
+    """Estimated seconds of the quick personalised models on this tenant (cost models: two fits each)."""
+    from ml_service.training.costs import estimate
+
+    names, _ = quick_personal_algorithms(data, settings)
+    costs = [estimate(name, data.n_users, data.n_items, len(data.interactions)) for name in names]
+    return sum(2 * cost.fit_s for cost in costs if cost is not None)
 
 
 def quick_personal_algorithms(data: TenantData, settings: Settings) -> tuple[list[str], dict[str, str]]:
@@ -200,12 +215,7 @@ def quick_pass(
             done[tenant] = full(tenant, preloaded)
             continue
         outcome = publish_quick(settings, store, preloaded)
-        try:
-            append_jsonl(settings.training_jsonl, outcome.as_record())
-        except OSError as exc:  # a full disk must not end the run
-            log.error("cannot write %s: %s", settings.training_jsonl, exc)
-        if outcome.published:
-            _log_quick_row(settings, run_stamp, outcome)
+        log_quick(settings, run_stamp, outcome)
         report("quick-done", {"outcome": outcome})
         held = preloaded
     return held
@@ -213,15 +223,37 @@ def quick_pass(
 
 def publish_quick(settings: Settings, store: Any, preloaded: "Preloaded") -> QuickOutcome:
     """Fit the quick model of a parsed tenant and publish it unless the served one validates better (a local run
-    and a Dask task alike); never raises: a failure is the outcome's reason."""
+    and a Dask task alike); never raises: a failure is the outcome's reason. A tenant that serves nothing yet and
+    whose quick personalised models would take more than QUICK_POPULAR_FIRST_S is served `popular` first
+    (outcome.first)."""
+    personal = _wants_personal(settings, store, preloaded.tenant)
+    first = None
+    if personal and _serves_nothing(store, preloaded.tenant):
+        try:
+            slow = quick_personal_seconds(preloaded.data, settings) > QUICK_POPULAR_FIRST_S
+        except Exception:  # an estimate is no reason to fail: no popular first
+            slow = False
+        if slow:
+            first = _publish_quick_model(settings, store, preloaded, personal=False)
+    outcome = _publish_quick_model(settings, store, preloaded, personal=personal, popular_served=bool(first and first.published))
+    outcome.first = first
+    return outcome
+
+
+def _publish_quick_model(
+    settings: Settings, store: Any, preloaded: "Preloaded", *, personal: bool, popular_served: bool = False
+) -> QuickOutcome:
     tenant = preloaded.tenant
     seconds = dict(preloaded.seconds)
     try:
         started = time.monotonic()
-        model = quick_model(preloaded.data, settings, personal=_wants_personal(settings, store, tenant))
+        model = quick_model(preloaded.data, settings, personal=personal)
         model.info["data_fingerprint"] = preloaded.fingerprint
         seconds["train"] = round(time.monotonic() - started, 3)
         score = float(model.metrics.get(METRIC, 0.0))
+        if popular_served and model.algorithm == QUICK_ALGORITHM:
+            return QuickOutcome(tenant, False, "popular validated best and is served already (published first)",
+                                model.algorithm, score=score, seconds=seconds)
         allowed, reason, existing = may_replace(store, tenant, score, settings.validation_protocol)
         if not allowed:
             return QuickOutcome(tenant, False, reason, model.algorithm, score=score, existing=existing, seconds=seconds)
@@ -232,6 +264,28 @@ def publish_quick(settings: Settings, store: Any, preloaded: "Preloaded") -> Qui
         log.exception("quick model of tenant %s failed", tenant)
         return QuickOutcome(tenant, False, f"failed: {type(exc).__name__}: {exc}", seconds=seconds)
     return QuickOutcome(tenant, True, reason, model.algorithm, version, score, existing, seconds)
+
+
+def log_quick(settings: Settings, run_stamp: str, outcome: QuickOutcome) -> None:
+    """training.jsonl's record and, when published, train_summary.log's row of a quick outcome (its `first` one
+    before it); a full disk must not end the run."""
+    for step in (outcome.first, outcome):
+        if step is None:
+            continue
+        try:
+            append_jsonl(settings.training_jsonl, step.as_record())
+        except OSError as exc:
+            log.error("cannot write %s: %s", settings.training_jsonl, exc)
+        if step.published:
+            _log_quick_row(settings, run_stamp, step)
+
+
+def _serves_nothing(store: Any, tenant: str) -> bool:
+    try:
+        current = next((v for v in store.versions(tenant) if v.is_current), None)
+    except Exception:
+        return False
+    return current is None or not current.ok
 
 
 def _wants_personal(settings: Settings, store: Any, tenant: str) -> bool:

@@ -198,12 +198,9 @@ def _log_result(settings: Settings, result: Any, report: Callable[[str, dict[str
 
 
 def _log_quick(settings: Settings, outcome: Any, run_stamp: str) -> None:
-    from ml_service.training.anytime import QUICK_SUMMARY_PREFIX
+    from ml_service.training.anytime import log_quick
 
-    _record(settings, outcome.as_record())
-    if outcome.published:
-        score = "" if outcome.score is None else f"{outcome.score:.4f}"
-        _summary(settings, [SummaryRow(run_stamp, QUICK_SUMMARY_PREFIX + outcome.algorithm, outcome.tenant, "success", score=score)])
+    log_quick(settings, run_stamp, outcome)
 
 
 def _record(settings: Settings, record: dict[str, Any]) -> None:
