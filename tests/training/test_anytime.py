@@ -4,6 +4,7 @@ existing better model is never replaced by the quick one; ML_ANYTIME_PUBLISH=0 b
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -214,6 +215,10 @@ def test_popular_comes_first_only_when_the_personalised_quick_models_would_take_
     versions = [v.algorithm for v in reversed(store.versions("0"))]  # oldest first
     if slow:
         assert quick[0] == ("popular", True) and quick[1][0] in ("knn", "als") and quick[1][1]
+        first, personal = [r for r in _records(settings) if r["event"] == "tenant-quick"]
+        # each record says when its model was published, not when it was logged (after the personalised fit)
+        personal_created = dt.datetime.fromisoformat(created_from_id(personal["version"])).timestamp()
+        assert first["at"] <= personal_created + 0.001 <= personal["at"] + 0.002
         assert rows[:2] == [QUICK_SUMMARY_ALGORITHM, "quick:" + quick[1][0]]
         assert versions[:2] == ["popular", quick[1][0]]
         # the learners had popular's answers while the personalised models were fitted

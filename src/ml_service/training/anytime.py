@@ -64,12 +64,13 @@ class QuickOutcome:
     existing: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     first: "QuickOutcome | None" = None  # `popular`, published before a slow personalised quick model
+    at: float = field(default_factory=time.time)  # when it was decided (its record may be written later)
 
     def as_record(self) -> dict[str, Any]:
         return {"event": "tenant-quick", "stage": "quick", "tenant": self.tenant, "algorithm": self.algorithm,
                 "published": self.published, "reason": self.reason, "version": self.version,
                 "metrics": {METRIC: self.score} if self.score is not None else {}, "existing": self.existing,
-                "seconds": self.seconds, "at": time.time()}
+                "seconds": self.seconds, "at": self.at}
 
 
 def quick_model(data: TenantData, settings: Settings, *, personal: bool = False) -> TrainedModel:
