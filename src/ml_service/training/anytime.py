@@ -227,9 +227,16 @@ def publish_quick(settings: Settings, store: Any, preloaded: "Preloaded") -> Qui
     and a Dask task alike); never raises: a failure is the outcome's reason. A tenant that serves nothing yet and
     whose quick personalised models would take more than QUICK_POPULAR_FIRST_S is served `popular` first
     (outcome.first)."""
-    personal = _wants_personal(settings, store, preloaded.tenant)
+    try:
+        current = next((v for v in store.versions(preloaded.tenant) if v.is_current), None)
+        serves_nothing = current is None or not current.ok
+    except Exception:  # an unreadable store: may_replace will say so; fitting costs only seconds
+        current, serves_nothing = None, False
+    # A quick personalised model is worth its seconds when `auto` will search and the tenant serves none yet (a
+    # fixed algorithm is what the site asked for: popular bridges to it).
+    personal = settings.algorithm == "auto" and (current is None or not current.ok or current.algorithm == QUICK_ALGORITHM)
     first = None
-    if personal and _serves_nothing(store, preloaded.tenant):
+    if personal and serves_nothing:
         try:
             slow = quick_personal_seconds(preloaded.data, settings) > QUICK_POPULAR_FIRST_S
         except Exception:  # an estimate is no reason to fail: no popular first
@@ -279,25 +286,6 @@ def log_quick(settings: Settings, run_stamp: str, outcome: QuickOutcome) -> None
             log.error("cannot write %s: %s", settings.training_jsonl, exc)
         if step.published:
             _log_quick_row(settings, run_stamp, step)
-
-
-def _serves_nothing(store: Any, tenant: str) -> bool:
-    try:
-        current = next((v for v in store.versions(tenant) if v.is_current), None)
-    except Exception:
-        return False
-    return current is None or not current.ok
-
-
-def _wants_personal(settings: Settings, store: Any, tenant: str) -> bool:
-    """A quick personalised model is worth its seconds when `auto` will search and the tenant serves none yet."""
-    if settings.algorithm != "auto":  # a fixed algorithm is what the site asked for; popular bridges to it
-        return False
-    try:
-        current = next((v for v in store.versions(tenant) if v.is_current), None)
-    except Exception:  # an unreadable store: may_replace will say so; fitting costs only seconds
-        return True
-    return current is None or not current.ok or current.algorithm == QUICK_ALGORITHM
 
 
 def _log_quick_row(settings: Settings, run_stamp: str, outcome: QuickOutcome) -> None:

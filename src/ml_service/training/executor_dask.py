@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ml_service.config import Settings
 from ml_service.source.base import Source, SourceError
+from ml_service.training.anytime import log_quick
 from ml_service.training.executor_stage import StagedExport, for_workers, remove_staged, stage_export
 from ml_service.training.executor_task import TaskSpec, quick_task, task_limits, train_task
 from ml_service.training.logs import DOWNLOAD_FAILED_MSG, SummaryRow, append_jsonl, append_summary, summary_timestamp
@@ -181,7 +182,7 @@ class DaskExecutor:
                 value = TenantResult(tenant, "failed", f"Training failed: {type(exc).__name__}: {exc}", name) if kind == "full" else None
             if kind == "quick":
                 if value is not None:
-                    _log_quick(settings, value, run_stamp)
+                    log_quick(settings, run_stamp, value)
                     report("quick-done", {"outcome": value})
                 continue
             done[tenant] = value
@@ -195,12 +196,6 @@ def _log_result(settings: Settings, result: Any, report: Callable[[str, dict[str
     _record(settings, {"event": "tenant", "stage": "final", "at": time.time(), "executor": "dask", **result.as_record(),
                        "gate": gate})
     report("tenant-done", {"result": result})
-
-
-def _log_quick(settings: Settings, outcome: Any, run_stamp: str) -> None:
-    from ml_service.training.anytime import log_quick
-
-    log_quick(settings, run_stamp, outcome)
 
 
 def _record(settings: Settings, record: dict[str, Any]) -> None:
