@@ -73,23 +73,8 @@ MARGINS = (0.03, 0.10, 0.20)  # LOW_FLOOR_MARGIN values tried on this evidence (
 
 
 def current_rule(validation: dict[str, float], margin: float = recency.LOW_FLOOR_MARGIN) -> str:
-    """models/recency.with_recency's choice, replayed on the grid's validation scores, with `margin` for the low floor."""
-    def descend(lives, floor):
-        best = None
-        for life in lives:
-            name = key(life, floor)
-            if best is not None and validation[name] <= validation[best]:
-                break
-            best = name
-        return best
-
-    best = descend(recency.HALF_LIVES, recency.MIN_HISTORY_WEIGHT)
-    if best != "none":
-        life = float(best.split("@")[0])
-        low = descend(tuple(h for h in recency.HALF_LIVES if h <= life), recency.LOW_HISTORY_WEIGHT)
-        if low is not None and validation[low] > validation[best] * (1 + margin):
-            best = low
-    return best
+    """models/recency.choose_weighting's choice on the grid's validation scores, with `margin` for the low floor."""
+    return key(*recency.choose_weighting(lambda life, floor: validation[key(life, floor)], margin))
 
 
 def _row_key(row: dict) -> tuple:

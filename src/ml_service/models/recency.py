@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -96,27 +96,37 @@ def with_recency(
         return _weighted(part, data, train, life, float(params.get("history_floor", MIN_HISTORY_WEIGHT)))
     tried: dict[str, float] = {}
 
-    def descend(lives: tuple[float, ...], floor: float) -> tuple[float, ItemItemModel] | None:
-        best: tuple[float, ItemItemModel] | None = None
+    def score(life: float, floor: float) -> float:
+        value = float(ctx.evaluate(_weighted(part, data, train, life, floor)))
+        tried[str(life) if floor == MIN_HISTORY_WEIGHT else f"{life}@{floor:g}"] = round(value, 6)
+        return value
+
+    chosen = _weighted(part, data, train, *choose_weighting(score))  # one more weighting, no candidate kept
+    chosen.info["validation_by_half_life"] = tried
+    return chosen
+
+
+def choose_weighting(score: Callable[[float, float], float], margin: float = LOW_FLOOR_MARGIN) -> tuple[float, float]:
+    """(half-life, floor) by validation: the HALF_LIVES in order with the MIN_HISTORY_WEIGHT floor until one scores
+    no better than the one before; then, from the best finite one down, the same with the LOW_HISTORY_WEIGHT floor,
+    kept only when it scores `margin` (relative) better. score(half_life, floor) is called once per pair tried."""
+
+    def descend(lives: tuple[float, ...], floor: float) -> tuple[float, float] | None:
+        best: tuple[float, float] | None = None  # (score, half-life)
         for life in lives:
-            candidate = _weighted(part, data, train, life, floor)
-            score = float(ctx.evaluate(candidate))
-            tried[str(life) if floor == MIN_HISTORY_WEIGHT else f"{life}@{floor:g}"] = round(score, 6)
-            if best is not None and score <= best[0]:
+            value = score(life, floor)
+            if best is not None and value <= best[0]:
                 break
-            best = (score, candidate)
+            best = (value, life)
         return best
 
     best = descend(HALF_LIVES, MIN_HISTORY_WEIGHT)
     assert best is not None
-    life = float(best[1].params.get("half_life", math.inf))
-    if math.isfinite(life):
-        low = descend(tuple(h for h in HALF_LIVES if h <= life), LOW_HISTORY_WEIGHT)
-        if low is not None and low[0] > best[0] * (1.0 + LOW_FLOOR_MARGIN):
-            best = low
-    chosen = best[1]
-    chosen.info["validation_by_half_life"] = tried
-    return chosen
+    if math.isfinite(best[1]):
+        low = descend(tuple(h for h in HALF_LIVES if h <= best[1]), LOW_HISTORY_WEIGHT)
+        if low is not None and low[0] > best[0] * (1.0 + margin):
+            return low[1], LOW_HISTORY_WEIGHT
+    return best[1], MIN_HISTORY_WEIGHT
 
 
 def _weighted(part: ItemItemModel, data: TenantData, train: Interactions, life: float, floor: float) -> ItemItemModel:
